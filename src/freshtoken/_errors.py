@@ -1,0 +1,34 @@
+"""The exception tree: one root, a few branches that mix in the builtin they mean."""
+
+from __future__ import annotations
+
+
+class FreshtokenError(Exception):
+    """Root of every error freshtoken raises on purpose."""
+
+
+class ConfigError(FreshtokenError, ValueError):
+    """A configuration, scenario file, marker argument or option value is invalid.
+
+    The message names where (file, key or argument) and why, in one line.
+    """
+
+
+class TokenSourceError(FreshtokenError):
+    """A token source could not produce an access token (transient or exhausted retries)."""
+
+
+class InvalidGrantError(TokenSourceError):
+    """The authorization server refused the grant (`invalid_grant` and friends): terminal, never retried."""
+
+
+class UpstreamError(FreshtokenError, ConnectionError):
+    """An upstream server could not be reached or broke the exchange."""
+
+
+class ServerSideError(FreshtokenError, AssertionError):
+    """A fake server hit an unexpected error while handling a request; re-raised in the test."""
+
+
+class InvariantViolation(FreshtokenError, AssertionError):
+    """A scenario invariant did not hold for the subject under test."""

@@ -1,0 +1,82 @@
+"""Serve an aiohttp application on loopback with an optional TLS context."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+
+from aiohttp import web
+
+__all__ = ["LoopbackSite", "is_loopback_host"]
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost`` (with or without brackets)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackSite:
+    """An aiohttp app bound to a loopback address (port 0 picks a free port)."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        shutdown_timeout: float = 0.25,
+    ) -> None:
+        if not is_loopback_host(host):
+            raise ValueError(
+                f"refusing to bind {host!r}: freshtoken servers listen on loopback only"
+            )
+        self._app = app
+        self._host = host.strip("[]")
+        self._port = port
+        self._ssl = ssl_context
+        self._shutdown_timeout = shutdown_timeout
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL without a trailing slash."""
+        scheme = "https" if self._ssl is not None else "http"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{scheme}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self._shutdown_timeout,
+        )
+        await runner.setup()
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        site = web.SockSite(runner, sock, ssl_context=self._ssl)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.port = sock.getsockname()[1]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

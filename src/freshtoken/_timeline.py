@@ -1,0 +1,160 @@
+"""One structured timeline shared by the fakes, the proxy and the harness.
+
+Raw tokens never enter the timeline: callers hand a raw token to :meth:`Timeline.record`
+and only its fingerprint is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["Event", "Timeline", "fingerprint"]
+
+
+def fingerprint(secret: str | bytes | None) -> str | None:
+    """Return a short, stable, non-reversible label for a token or secret (8 hex of SHA-256)."""
+    if secret is None:
+        return None
+    data = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+class _Clock(Protocol):
+    def time(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened: who, what, when, to which request, with which token."""
+
+    seq: int
+    time: float
+    actor: str
+    kind: str
+    request_id: str | None = None
+    token: str | None = None
+    status: int | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def format(self) -> str:
+        parts = [f"{self.seq:>4} {self.time:12.3f} {self.actor:<6} {self.kind:<22}"]
+        if self.request_id is not None:
+            parts.append(f"req={self.request_id}")
+        if self.token is not None:
+            parts.append(f"tok={self.token}")
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        parts.extend(f"{k}={v}" for k, v in self.detail.items())
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class _Waiter:
+    predicate: Callable[[Event], bool]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Event]
+
+
+class Timeline:
+    """An append-only, thread-safe list of :class:`Event` with awaitable predicates."""
+
+    def __init__(self, clock: _Clock | None = None) -> None:
+        self._clock = clock
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+        self._waiters: list[_Waiter] = []
+
+    def record(
+        self,
+        actor: str,
+        kind: str,
+        *,
+        request_id: str | None = None,
+        token: str | None = None,
+        token_fingerprint: str | None = None,
+        status: int | None = None,
+        **detail: Any,
+    ) -> Event:
+        """Append an event. ``token`` is a raw token and is stored only as its fingerprint."""
+        now = self._clock.time() if self._clock is not None else time.time()
+        with self._lock:
+            event = Event(
+                seq=len(self._events),
+                time=now,
+                actor=actor,
+                kind=kind,
+                request_id=request_id,
+                token=fingerprint(token) if token is not None else token_fingerprint,
+                status=status,
+                detail=detail,
+            )
+            self._events.append(event)
+            ready = [w for w in self._waiters if w.predicate(event)]
+            for waiter in ready:
+                self._waiters.remove(waiter)
+        for waiter in ready:
+            waiter.loop.call_soon_threadsafe(_resolve, waiter.future, event)
+        return event
+
+    @property
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+    def select(
+        self, *, actor: str | None = None, kind: str | None = None, since: int = 0
+    ) -> list[Event]:
+        """Events matching ``actor`` and ``kind`` (when given) with ``seq >= since``."""
+        return [
+            e
+            for e in self.events[since:]
+            if (actor is None or e.actor == actor) and (kind is None or e.kind == kind)
+        ]
+
+    def count(self, *, actor: str | None = None, kind: str | None = None, since: int = 0) -> int:
+        return len(self.select(actor=actor, kind=kind, since=since))
+
+    async def wait_for(
+        self, predicate: Callable[[Event], bool], *, timeout: float = 5.0, since: int = 0
+    ) -> Event:
+        """Return the first event (``seq >= since``) matching ``predicate``; wait at most ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Event] = loop.create_future()
+        with self._lock:
+            for event in self._events[since:]:
+                if predicate(event):
+                    return event
+            waiter = _Waiter(predicate, loop, future)
+            self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def format(self, *, since: int = 0) -> str:
+        """A readable, one-event-per-line rendering (what a failing test prints)."""
+        return "\n".join(e.format() for e in self.events[since:])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+
+
+def _resolve(future: asyncio.Future[Event], event: Event) -> None:
+    if not future.done():
+        future.set_result(event)

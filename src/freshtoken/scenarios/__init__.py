@@ -1,0 +1,5 @@
+"""Scenario model, catalogue, runner and subjects."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

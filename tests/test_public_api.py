@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import importlib
+import types
+
+import pytest
+
+PACKAGES = [
+    "freshtoken",
+    "freshtoken.fakes",
+    "freshtoken.proxy",
+    "freshtoken.scenarios",
+    "freshtoken.cli",
+]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_all_is_sorted_and_matches_public_names(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported), f"{name}.__all__ is not sorted"
+    public = {
+        attr
+        for attr, value in vars(module).items()
+        if not attr.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and attr != "annotations"
+    }
+    assert set(exported) == public
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_exported_names_have_public_module_docs(name: str) -> None:
+    module = importlib.import_module(name)
+    for attr in module.__all__:
+        value = getattr(module, attr)
+        if isinstance(value, type) or callable(value):
+            assert value.__doc__, f"{name}.{attr} has no docstring"
