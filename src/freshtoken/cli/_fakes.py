@@ -1,0 +1,125 @@
+"""``freshtoken fakes``: run the fake AS and a fake MCP server until told to stop.
+
+Prints one JSON object on stdout with everything a client in any language needs,
+then serves until SIGINT or SIGTERM and exits 0 after a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+
+from freshtoken.fakes import (
+    AUTH_FAILURE_STYLES,
+    FakeAuthorizationServer,
+    FakeCA,
+    FakeMCPServer,
+    TokenPolicy,
+)
+from freshtoken.fakes._mcp_protocol import HANDSHAKE_VERSIONS, MODERN_VERSIONS
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``fakes`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "fakes",
+        help="run the fake OAuth AS and a fake MCP server on loopback",
+        description=(
+            "Start the fake authorization server and a fake MCP server validating against it, "
+            "print one JSON object with their URLs and seeded credentials, serve until "
+            "SIGINT/SIGTERM."
+        ),
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="serve HTTPS from a throwaway CA (ca_path in the output)"
+    )
+    parser.add_argument(
+        "--protocol-version",
+        default="2025-11-25",
+        choices=[*HANDSHAKE_VERSIONS, *MODERN_VERSIONS],
+        help="MCP transport revision (default: %(default)s)",
+    )
+    parser.add_argument("--response-mode", default="json", choices=["json", "sse"])
+    parser.add_argument("--auth-failure-style", default="401", choices=AUTH_FAILURE_STYLES)
+    parser.add_argument("--access-ttl", type=float, default=3600.0, metavar="SECONDS")
+    parser.add_argument(
+        "--no-expires-in", action="store_true", help="omit expires_in from token responses"
+    )
+    parser.add_argument("--no-rotation", action="store_true", help="keep refresh tokens on refresh")
+    parser.add_argument(
+        "--no-reuse-detection",
+        action="store_true",
+        help="replayed refresh tokens do not revoke the family",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="refresh-token reuse grace window",
+    )
+    parser.add_argument(
+        "--auth-off", action="store_true", help="the MCP server accepts requests without a bearer"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until a stop signal; return the exit code."""
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    policy = TokenPolicy(
+        access_ttl=args.access_ttl,
+        report_expires_in=not args.no_expires_in,
+        rotate_refresh_tokens=not args.no_rotation,
+        reuse_detection=not args.no_reuse_detection,
+        grace_period=args.grace,
+    )
+    ca = FakeCA() if args.tls else None
+    try:
+        server_ssl = ca.server_ssl_context() if ca is not None else None
+        async with FakeAuthorizationServer(policy=policy, ssl_context=server_ssl) as authz:
+            mcp = FakeMCPServer(
+                authorization_server=None if args.auth_off else authz,
+                protocol_version=args.protocol_version,
+                response_mode=args.response_mode,
+                auth_failure_style=args.auth_failure_style,
+                ssl_context=server_ssl,
+            )
+            async with mcp:
+                pair = authz.issue_tokens(resource=mcp.url)
+                info: dict[str, Any] = {
+                    "mcp_url": mcp.url,
+                    "resource_metadata_url": mcp.resource_metadata_url,
+                    "protocol_version": args.protocol_version,
+                    "as_metadata_url": authz.metadata_url,
+                    "token_endpoint": authz.token_endpoint,
+                    "client_id": authz.client_id,
+                    "client_secret": authz.client_secret,
+                    "refresh_token": pair.refresh_token,
+                    "access_token": pair.access_token,
+                    "as_control_url": authz.control_url,
+                    "mcp_control_url": mcp.control_url,
+                }
+                if ca is not None:
+                    info["ca_path"] = str(ca.ca_path)
+                # The credentials are the output's purpose: a client in another process needs them.
+                sys.stdout.write(json.dumps(info) + "\n")
+                sys.stdout.flush()
+                await stop.wait()
+    finally:
+        if ca is not None:
+            ca.close()
+    return 0
