@@ -2,4 +2,40 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from freshtoken.proxy._config import ProxyConfig, TargetConfig, load_config
+from freshtoken.proxy._matcher import (
+    AUTH_FAILURE_CODES,
+    AuthFailureMatcher,
+    default_matcher,
+    pattern_matcher,
+)
+from freshtoken.proxy._proxy import Proxy
+from freshtoken.proxy._tokens import (
+    BaseTokenSource,
+    CallableTokenSource,
+    ClientCredentialsSource,
+    CommandTokenSource,
+    FetchedToken,
+    RefreshTokenSource,
+    StaticTokenSource,
+    TokenSource,
+)
+
+__all__ = [
+    "AUTH_FAILURE_CODES",
+    "AuthFailureMatcher",
+    "BaseTokenSource",
+    "CallableTokenSource",
+    "ClientCredentialsSource",
+    "CommandTokenSource",
+    "FetchedToken",
+    "Proxy",
+    "ProxyConfig",
+    "RefreshTokenSource",
+    "StaticTokenSource",
+    "TargetConfig",
+    "TokenSource",
+    "default_matcher",
+    "load_config",
+    "pattern_matcher",
+]

@@ -1,0 +1,59 @@
+"""``freshtoken proxy --config FILE``: serve the configured targets until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from freshtoken._errors import ConfigError
+from freshtoken.proxy._config import ProxyConfig, load_config
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``proxy`` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "proxy",
+        help="run the token-refreshing loopback proxy",
+        description=(
+            "Serve every [targets.NAME] of the TOML config file on loopback. Prints one line "
+            "per target, 'NAME LOCAL_URL', then serves until SIGINT or SIGTERM."
+        ),
+    )
+    parser.add_argument("--config", required=True, type=Path, metavar="FILE")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log requests and refreshes to stderr"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config (exit 2 on a bad one) and serve."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"freshtoken proxy: {exc}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return asyncio.run(_serve(config))
+    except OSError as exc:
+        print(f"freshtoken proxy: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(config: ProxyConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with config.create_proxy() as proxy:
+        for name, url in config.register_all(proxy).items():
+            print(f"{name} {url}", flush=True)
+        await stop.wait()
+    return 0

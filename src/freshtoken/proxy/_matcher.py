@@ -1,0 +1,143 @@
+"""Deciding whether a parsed upstream message means "your bearer was not accepted".
+
+A matcher sees parsed JSON (never raw bytes), so a tool that merely *echoes* the words
+"authentication failed" inside a successful result is not mistaken for an auth failure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+__all__ = ["AUTH_FAILURE_CODES", "AuthFailureMatcher", "default_matcher", "pattern_matcher"]
+
+
+class AuthFailureMatcher(Protocol):
+    """Any callable that, given one parsed JSON body or JSON-RPC message (or a batch list),
+    returns True when it reports that the bearer token was not accepted."""
+
+    def __call__(self, message: Any, /) -> bool: ...
+
+
+AUTH_FAILURE_CODES = frozenset(
+    {
+        "authentication_failed",
+        "authentication_required",
+        "invalid_token",
+        "token_expired",
+        "expired_token",
+        "unauthenticated",
+        "unauthorized",
+        "401",
+    }
+)
+"""Machine-readable error codes (compared case-insensitively) that mean the bearer was refused."""
+
+# Phrases that mean "who are you?" (the bearer), never "you may not" (scope, permission):
+# insufficient_scope and "forbidden" are step-up / permission signals and must not trigger a refresh.
+_AUTH_PHRASES = re.compile(
+    r"\bauthenticat\w*[\s_-]+(?:failed|failure|required|error)\b"
+    r"|\bunauthenticated\b"
+    r"|\bunauthori[sz]ed\b"
+    r"|\binvalid[\s_-]+(?:access[\s_-]+|bearer[\s_-]+)?token\b"
+    r"|\b(?:access[\s_-]+|bearer[\s_-]+)?token[\s_-]+(?:has[\s_-]+)?expired\b"
+    r"|\bexpired[\s_-]+(?:access[\s_-]+|bearer[\s_-]+)?token\b",
+    re.IGNORECASE,
+)
+
+
+def _is_code(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in AUTH_FAILURE_CODES
+    return isinstance(value, int) and not isinstance(value, bool) and value == 401
+
+
+def _mentions(value: Any, phrases: re.Pattern[str]) -> bool:
+    return isinstance(value, str) and phrases.search(value) is not None
+
+
+def _error_says_auth(error: Any, phrases: re.Pattern[str]) -> bool:
+    if isinstance(error, str):
+        return _is_code(error) or _mentions(error, phrases)
+    if not isinstance(error, Mapping):
+        return False
+    # JSON-RPC's own integer codes (-32xxx) carry no auth meaning; string codes do (PostHog shape).
+    if isinstance(error.get("code"), str) and _is_code(error["code"]):
+        return True
+    if _mentions(error.get("message"), phrases):
+        return True
+    data = error.get("data")
+    if isinstance(data, Mapping):
+        for key in ("code", "error", "reason", "type"):
+            if _is_code(data.get(key)) or _mentions(data.get(key), phrases):
+                return True
+        for key in ("status", "http_status", "httpStatus", "statusCode"):
+            if data.get(key) == 401:
+                return True
+        return _mentions(data.get("message"), phrases) or _mentions(
+            data.get("error_description"), phrases
+        )
+    return _is_code(data) or _mentions(data, phrases)
+
+
+def _tool_error_says_auth(result: Any, phrases: re.Pattern[str]) -> bool:
+    if not isinstance(result, Mapping) or result.get("isError") is not True:
+        return False
+    content = result.get("content")
+    if not isinstance(content, list):
+        return False
+    return any(
+        isinstance(item, Mapping)
+        and item.get("type") == "text"
+        and _mentions(item.get("text"), phrases)
+        for item in content
+    )
+
+
+def _match(message: Any, phrases: re.Pattern[str]) -> bool:
+    if isinstance(message, list):
+        return any(_match(item, phrases) for item in message)
+    if not isinstance(message, Mapping):
+        return False
+    if "error" in message:
+        return _error_says_auth(message["error"], phrases)
+    if "result" in message:
+        return _tool_error_says_auth(message["result"], phrases)
+    return False
+
+
+def default_matcher(message: Any) -> bool:
+    """The built-in rule, applied to parsed JSON only.
+
+    True for: a JSON-RPC (or plain JSON) ``error`` whose string ``code`` is an auth code (PostHog's
+    ``{"error": {"code": "authentication_failed"}}``), whose ``message`` names an authentication
+    failure, or whose ``data`` carries such a code, phrase or HTTP status 401; and for a
+    ``tools/call`` result with ``isError: true`` whose text content names an authentication
+    failure. A batch matches when any member does. ``insufficient_scope`` and permission
+    ("forbidden") errors never match.
+    """
+    return _match(message, _AUTH_PHRASES)
+
+
+def pattern_matcher(patterns: Iterable[str], *, include_default: bool = True) -> AuthFailureMatcher:
+    """A matcher that also accepts the regular expressions ``patterns`` (case-insensitive).
+
+    The patterns are searched in the same parsed fields the default rule reads (error message,
+    error data, tool-error text), never in the raw body.
+    """
+    pattern_list = list(patterns)
+    for pattern in pattern_list:
+        re.compile(pattern)
+    alternatives = ([_AUTH_PHRASES.pattern] if include_default else []) + [
+        f"(?:{p})" for p in pattern_list
+    ]
+    if not alternatives:
+        raise ValueError("pattern_matcher needs at least one pattern when include_default=False")
+    phrases = re.compile("|".join(alternatives), re.IGNORECASE)
+
+    def matcher(message: Any) -> bool:
+        return _match(message, phrases)
+
+    matcher.__doc__ = f"Auth-failure matcher with the extra patterns {pattern_list!r}."
+    return matcher
