@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from freshtoken import __version__
 
-_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("freshtoken.cli._fakes", "freshtoken.cli._proxy")
 
 
 def build_parser() -> argparse.ArgumentParser:
