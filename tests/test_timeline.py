@@ -48,3 +48,15 @@ async def test_wait_for_returns_a_past_or_future_event() -> None:
 async def test_wait_for_is_bounded() -> None:
     with pytest.raises(TimeoutError):
         await Timeline().wait_for(lambda e: True, timeout=0.01)
+
+
+async def test_a_predicate_may_query_the_timeline_itself() -> None:
+    timeline = Timeline()
+    waiter = asyncio.create_task(
+        timeline.wait_for(lambda e: timeline.count(kind="response") >= 2, timeout=1)
+    )
+    await asyncio.sleep(0)
+    timeline.record("mcp", "response")
+    timeline.record("mcp", "response")
+    assert (await waiter).seq == 1
+    assert (await timeline.wait_for(lambda e: timeline.count() == 2, timeout=1)).seq == 0

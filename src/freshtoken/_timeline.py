@@ -67,7 +67,8 @@ class Timeline:
     def __init__(self, clock: _Clock | None = None) -> None:
         self._clock = clock
         self._events: list[Event] = []
-        self._lock = threading.Lock()
+        # Reentrant: wait_for predicates run under the lock and may themselves query the timeline.
+        self._lock = threading.RLock()
         self._waiters: list[_Waiter] = []
 
     def record(
