@@ -1,0 +1,173 @@
+"""Benchmark process: what the harness costs a test suite.
+
+``updown`` times the per-test fixture work (fake AS + fake MCP server, optionally + proxy, up and
+down); ``catalogue`` times the whole scenario catalogue against the proxy through the runner API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _worker import command_loop
+
+from freshtoken import ManualClock, Timeline
+from freshtoken.fakes import FakeAuthorizationServer, FakeMCPServer
+from freshtoken.proxy import Proxy, StaticTokenSource
+
+
+async def _once(with_proxy: bool) -> float:
+    start = time.perf_counter()
+    clock = ManualClock()
+    timeline = Timeline(clock)
+    async with (
+        FakeAuthorizationServer(clock=clock, timeline=timeline) as authorization,
+        FakeMCPServer(authorization_server=authorization) as mcp,
+    ):
+        if with_proxy:
+            token = authorization.issue_tokens().access_token
+            async with Proxy(timeline=timeline) as proxy:
+                proxy.register("mcp", mcp.url, StaticTokenSource(token))
+    return time.perf_counter() - start
+
+
+async def updown(rounds: int, with_proxy: bool) -> list[float]:
+    """Seconds per start+stop cycle, ``rounds`` times (after one untimed warm-up)."""
+    await _once(with_proxy)
+    return [await _once(with_proxy) for _ in range(rounds)]
+
+
+async def catalogue(limit: int | None, scenario_timeout: float) -> dict[str, Any]:
+    """Run the built-in catalogue (its first ``limit`` scenarios) on the proxy subject.
+
+    Through the runner API when ``freshtoken.scenarios`` exports it, else through
+    ``freshtoken scenarios run`` (whole catalogue only), else report it unavailable.
+    """
+    try:
+        scenarios: Any = importlib.import_module("freshtoken.scenarios")
+        load, run = scenarios.load_catalogue, scenarios.run_scenario
+    except (ImportError, AttributeError) as exc:
+        if limit is None and importlib.util.find_spec("freshtoken.cli._scenarios") is not None:
+            return await _catalogue_cli(scenario_timeout * 30)
+        return {"available": False, "reason": f"no scenario runner API yet ({exc})"}
+    chosen = load()[:limit] if limit is not None else load()
+    failed: list[str] = []
+    start = time.perf_counter()
+    for scenario in chosen:
+        try:
+            result = await asyncio.wait_for(run(scenario, "proxy"), scenario_timeout)
+        except TimeoutError:
+            failed.append(f"{scenario.name} (timed out after {scenario_timeout:g} s)")
+            continue
+        if not result.passed:
+            failed.append(scenario.name)
+    return {
+        "available": True,
+        "how": "runner API (freshtoken.scenarios.run_scenario)",
+        "scenarios": len(chosen),
+        "failed": failed,
+        "elapsed": time.perf_counter() - start,
+    }
+
+
+async def _catalogue_cli(timeout: float) -> dict[str, Any]:
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "freshtoken",
+        "scenarios",
+        "run",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            code = await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return {"available": False, "reason": f"freshtoken scenarios run: over {timeout:g} s"}
+    return {
+        "available": True,
+        "how": "freshtoken scenarios run (including interpreter start-up)",
+        "scenarios": None,
+        "failed": [] if code == 0 else [f"exit status {code}"],
+        "elapsed": time.perf_counter() - start,
+    }
+
+
+_FIXTURE_TESTS = """
+import os
+import pytest
+
+N = int(os.environ["FRESHTOKEN_BENCH_N"])
+
+
+@pytest.mark.parametrize("i", range(N))
+async def test_fixtures(i, freshtoken_proxy, freshtoken_mcp_url):
+    assert freshtoken_mcp_url
+
+
+@pytest.mark.parametrize("i", range(N))
+async def test_plain(i):
+    assert i >= 0
+"""
+
+
+async def pytest_cost(small: int, large: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per test, plain and with the ``freshtoken_proxy`` fixture (fake AS + MCP + proxy).
+
+    The slope between a run of ``small`` and one of ``large`` tests: pytest's start-up and
+    session-scoped fixtures cancel out.
+    """
+    slopes: dict[str, list[float]] = {"plain": [], "fixtures": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        await asyncio.to_thread(Path(tmp, "test_bench_fixtures.py").write_text, _FIXTURE_TESTS)
+        for _ in range(rounds):
+            for kind in ("plain", "fixtures"):
+                times = [await _pytest(tmp, kind, n) for n in (small, large)]
+                slopes[kind].append((times[1] - times[0]) / (large - small))
+    return slopes
+
+
+async def _pytest(directory: str, kind: str, n: int) -> float:
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-k",
+        f"test_{kind}",
+        "test_bench_fixtures.py",
+        cwd=directory,
+        env={**os.environ, "FRESHTOKEN_BENCH_N": str(n)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"pytest with {n} {kind} tests failed:\n{output.decode()[-2000:]}")
+    return time.perf_counter() - start
+
+
+async def main() -> None:
+    await command_loop({}, {"updown": updown, "catalogue": catalogue, "pytest_cost": pytest_cost})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
