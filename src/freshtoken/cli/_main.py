@@ -13,7 +13,11 @@ from collections.abc import Sequence
 
 from freshtoken import __version__
 
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("freshtoken.cli._fakes", "freshtoken.cli._proxy")
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "freshtoken.cli._fakes",
+    "freshtoken.cli._proxy",
+    "freshtoken.cli._scenarios",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,4 +2,97 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from freshtoken.scenarios._client import CallOutcome, McpClient
+from freshtoken.scenarios._loader import (
+    builtin_catalogue_dir,
+    load_catalogue,
+    load_scenario,
+    parse_scenario,
+)
+from freshtoken.scenarios._machine import RotationMachine
+from freshtoken.scenarios._model import (
+    Advance,
+    AuthorizationControl,
+    Burst,
+    Call,
+    Disconnect,
+    Initialize,
+    Invariants,
+    Join,
+    McpFault,
+    OpenGetStream,
+    Restart,
+    Resume,
+    Scenario,
+    Setup,
+    Step,
+    Stream,
+    Wait,
+)
+from freshtoken.scenarios._runner import (
+    CheckResult,
+    ScenarioResult,
+    run_scenario,
+    run_scenario_sync,
+)
+from freshtoken.scenarios._strategies import (
+    RECOVERABLE_FAULT_KINDS,
+    disruptions,
+    fault_plans,
+    scenarios,
+    setups,
+    token_policies,
+    workloads,
+)
+from freshtoken.scenarios._subjects import (
+    CommandSubject,
+    Environment,
+    Subject,
+    buggy_subjects,
+    builtin_subjects,
+    get_subject,
+)
+
+__all__ = [
+    "RECOVERABLE_FAULT_KINDS",
+    "Advance",
+    "AuthorizationControl",
+    "Burst",
+    "Call",
+    "CallOutcome",
+    "CheckResult",
+    "CommandSubject",
+    "Disconnect",
+    "Environment",
+    "Initialize",
+    "Invariants",
+    "Join",
+    "McpClient",
+    "McpFault",
+    "OpenGetStream",
+    "Restart",
+    "Resume",
+    "RotationMachine",
+    "Scenario",
+    "ScenarioResult",
+    "Setup",
+    "Step",
+    "Stream",
+    "Subject",
+    "Wait",
+    "buggy_subjects",
+    "builtin_catalogue_dir",
+    "builtin_subjects",
+    "disruptions",
+    "fault_plans",
+    "get_subject",
+    "load_catalogue",
+    "load_scenario",
+    "parse_scenario",
+    "run_scenario",
+    "run_scenario_sync",
+    "scenarios",
+    "setups",
+    "token_policies",
+    "workloads",
+]

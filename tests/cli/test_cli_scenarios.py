@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from freshtoken.cli import main
+
+SEED = "seed-stale-bearer-after-rotation"
+
+
+def test_list_shows_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenarios", "list"]) == 0
+    out = capsys.readouterr().out
+    assert SEED in out
+    assert len(out.splitlines()) >= 20
+
+
+def test_show_prints_the_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenarios", "show", SEED]) == 0
+    out = capsys.readouterr().out
+    assert 'reproduces = "PostHog/code PR #1713"' in out
+
+
+def test_run_passes_on_proxy_with_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    code = main(
+        [
+            "scenarios",
+            "run",
+            SEED,
+            "auth-failure-200-jsonrpc",
+            "--junit",
+            str(junit),
+            "--json",
+            str(report),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "[1/2] seed-stale-bearer-after-rotation on proxy ... pass" in out
+    assert "2 of 2 passed" in out
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == "2"
+    assert suite.get("failures") == "0"
+    data = json.loads(report.read_text())
+    assert [d["scenario"] for d in data] == [SEED, "auth-failure-200-jsonrpc"]
+    assert data[0]["token_requests"] == 2
+    assert data[0]["timeline"]
+
+
+def test_run_fails_on_baked_bearer_and_prints_the_timeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "junit.xml"
+    code = main(["scenarios", "run", SEED, "--subject", "baked-bearer", "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL" in out
+    assert "every_call_answered" in out
+    assert "auth.rejected" in out
+    assert "timeline:" in out
+    assert ET.parse(junit).getroot().find("testcase/failure") is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["scenarios", "run", "no-such-scenario"], "unknown scenario 'no-such-scenario'"),
+        (["scenarios", "run", "--subject", "nobody"], "unknown subject 'nobody'"),
+        (["scenarios", "run", "--subject", "command"], "needs --command"),
+        (["scenarios", "list", "--catalogue", "/nonexistent/dir"], "not a scenario directory"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    argv: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert reason in err
+    assert len(err.splitlines()) == 1
+
+
+def test_user_catalogue_directory_and_malformed_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mine.toml").write_text(
+        'title = "mine"\nreproduces = "here"\n[[steps]]\nstep = "initialize"\n[[steps]]\nstep = "call"\n'
+    )
+    assert main(["scenarios", "run", "mine", "--catalogue", str(tmp_path)]) == 0
+    assert "1 of 1 passed" in capsys.readouterr().out
+    bad = tmp_path / "broken.toml"
+    bad.write_text('[[steps]]\nstep = "call"\ntool = 7\n')
+    assert main(["scenarios", "list", "--catalogue", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{bad}: steps[0].tool: must be a string" in err
+
+
+def test_command_subject_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    client = Path(__file__).parents[1] / "scenarios" / "sdk_scenario_client.py"
+    command = f"{sys.executable} {client}"
+    argv = ["scenarios", "run", SEED, "--subject", "command", "--command", command]
+    assert main(argv) == 1
+    assert main([*argv, "--command-via-proxy"]) == 0
+    assert "1 of 1 passed" in capsys.readouterr().out

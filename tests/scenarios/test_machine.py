@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from freshtoken import InvariantViolation
+from freshtoken.scenarios import RotationMachine
+
+QUICK = settings(
+    max_examples=15,
+    stateful_step_count=12,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+class ProxyMachine(RotationMachine):
+    """The default client: freshtoken's proxy with the built-in client behind it."""
+
+
+TestProxyKeepsItsInvariants = ProxyMachine.TestCase
+TestProxyKeepsItsInvariants.settings = QUICK
+
+
+class BakedBearerMachine(RotationMachine):
+    """A user's own client, plugged in through the hooks: it bakes its bearer at construction."""
+
+    async def make_client(self) -> httpx.AsyncClient:
+        token = self.auth_server.issue_tokens().access_token
+        client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        response = await client.post(
+            self.mcp_server.url,
+            headers={"Accept": "application/json, text/event-stream"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": self.protocol_version,
+                    "capabilities": {},
+                    "clientInfo": {"name": "baked", "version": "1"},
+                },
+            },
+        )
+        client.headers["Mcp-Session-Id"] = response.headers["Mcp-Session-Id"]
+        client.headers["MCP-Protocol-Version"] = self.protocol_version
+        return client
+
+    async def call(self, client: Any, tool: str, arguments: Mapping[str, Any]) -> bool:
+        response = await client.post(
+            self.mcp_server.url,
+            headers={"Accept": "application/json, text/event-stream"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": dict(arguments)},
+            },
+        )
+        return bool(response.status_code == 200 and "result" in response.text)
+
+    async def close_client(self, client: Any) -> None:
+        await client.aclose()
+
+
+def test_a_subclass_drives_its_own_client_and_the_machine_catches_its_bug() -> None:
+    with pytest.raises(InvariantViolation, match="did not end with a result") as excinfo:
+        run_state_machine_as_test(
+            BakedBearerMachine, settings=settings(QUICK, report_multiple_bugs=False)
+        )
+    assert "auth.rejected" in str(excinfo.value)
+
+
+def test_machine_tears_down_its_loop_thread() -> None:
+    before = threading.active_count()
+    machine = ProxyMachine()
+    try:
+        machine.call_echo("hi")
+        machine.rotate()
+        machine.call_echo("again")
+        machine.at_most_one_replay_per_call()
+        machine.one_refresh_per_invalidation()
+    finally:
+        machine.teardown()
+    assert threading.active_count() == before
+    assert machine.auth_server.token_requests == 2
+
+
+def test_revocation_fails_calls_promptly_without_a_storm() -> None:
+    machine = ProxyMachine()
+    try:
+        machine.call_echo("before")
+        machine.revoke()
+        machine.call_echo("revoked")
+        machine.call_echo("still revoked")
+        machine.one_refresh_per_invalidation()
+    finally:
+        machine.teardown()
+    assert machine.auth_server.token_requests == 2
+
+
+def test_a_hang_is_reported_not_waited_for() -> None:
+    class Hanging(ProxyMachine):
+        step_timeout = 0.5
+
+        async def call(self, client: Any, tool: str, arguments: Mapping[str, Any]) -> bool:
+            await self.clock.sleep(1)  # nobody advances the clock
+            return True
+
+    machine = Hanging()
+    try:
+        with pytest.raises(InvariantViolation, match=r"did not finish within 0\.5 s"):
+            machine.call_echo("hi")
+    finally:
+        machine.teardown()
