@@ -1,0 +1,137 @@
+"""Command-line options and ini settings of the plugin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+__all__ = ["TIMELINE_MODES", "PluginOptions", "add_options", "options_key", "read_options"]
+
+TIMELINE_MODES = ("on-failure", "always", "never")
+DEFAULT_SUBJECT = "proxy"
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    """The plugin's settings for one pytest run, options taking precedence over ini values."""
+
+    catalogue: bool
+    catalogue_dirs: tuple[Path, ...]
+    subject: str
+    command: str
+    timeline: str
+
+
+options_key = pytest.StashKey[PluginOptions]()
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("freshtoken", "freshtoken token-rotation harness")
+    group.addoption(
+        "--freshtoken-catalogue",
+        action="store_true",
+        default=None,
+        help="collect the freshtoken scenario catalogue as test items (select with -k)",
+    )
+    group.addoption(
+        "--freshtoken-catalogue-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also collect the scenario files in DIR (repeatable; implies --freshtoken-catalogue)",
+    )
+    group.addoption(
+        "--freshtoken-subject",
+        default=None,
+        metavar="NAME",
+        help=f"the subject catalogue scenarios run against (default: {DEFAULT_SUBJECT})",
+    )
+    group.addoption(
+        "--freshtoken-command",
+        default=None,
+        metavar="CMD",
+        help="the client command line for --freshtoken-subject command",
+    )
+    group.addoption(
+        "--freshtoken-timeline",
+        default=None,
+        choices=TIMELINE_MODES,
+        help="attach the merged freshtoken timeline to test reports (default: on-failure)",
+    )
+    parser.addini(
+        "freshtoken_catalogue",
+        type="bool",
+        default=False,
+        help="collect the freshtoken scenario catalogue as test items",
+    )
+    parser.addini(
+        "freshtoken_catalogue_dirs",
+        type="paths",
+        default=[],
+        help="extra scenario directories to collect, relative to the ini file",
+    )
+    parser.addini(
+        "freshtoken_subject",
+        default=DEFAULT_SUBJECT,
+        help="the subject catalogue scenarios run against",
+    )
+    parser.addini(
+        "freshtoken_command",
+        default="",
+        help="the client command line for the command subject",
+    )
+    parser.addini(
+        "freshtoken_timeline",
+        default="on-failure",
+        help="attach the freshtoken timeline to reports: on-failure, always or never",
+    )
+
+
+def read_options(config: pytest.Config) -> PluginOptions:
+    """Resolve and validate the settings; a bad value raises :class:`pytest.UsageError`."""
+    timeline = config.getoption("freshtoken_timeline") or str(config.getini("freshtoken_timeline"))
+    if timeline not in TIMELINE_MODES:
+        raise pytest.UsageError(
+            f"freshtoken_timeline = {timeline!r} is not allowed; "
+            f"expected one of {', '.join(TIMELINE_MODES)}"
+        )
+    cli_dirs = [Path(d).resolve() for d in config.getoption("freshtoken_catalogue_dir")]
+    ini_dirs = [Path(d) for d in config.getini("freshtoken_catalogue_dirs")]
+    dirs = tuple(dict.fromkeys([*ini_dirs, *cli_dirs]))
+    for directory in dirs:
+        if not directory.is_dir():
+            raise pytest.UsageError(
+                f"--freshtoken-catalogue-dir {directory}: not a directory of scenario files"
+            )
+    catalogue_option = config.getoption("freshtoken_catalogue")
+    catalogue = bool(
+        catalogue_option if catalogue_option is not None else config.getini("freshtoken_catalogue")
+    ) or bool(cli_dirs)
+    subject = config.getoption("freshtoken_subject") or str(config.getini("freshtoken_subject"))
+    command = config.getoption("freshtoken_command") or str(config.getini("freshtoken_command"))
+    if subject != DEFAULT_SUBJECT:
+        _check_subject(subject, command)
+    return PluginOptions(
+        catalogue=catalogue,
+        catalogue_dirs=dirs,
+        subject=subject,
+        command=command,
+        timeline=timeline,
+    )
+
+
+def _check_subject(subject: str, command: str) -> None:
+    from freshtoken.scenarios._subjects import builtin_subjects
+
+    names = [*builtin_subjects(), "command"]
+    if subject not in names:
+        raise pytest.UsageError(
+            f"--freshtoken-subject {subject!r} is not a known subject; "
+            f"expected one of {', '.join(names)}"
+        )
+    if subject == "command" and not command:
+        raise pytest.UsageError(
+            "--freshtoken-subject command needs the client's command line: --freshtoken-command CMD"
+        )

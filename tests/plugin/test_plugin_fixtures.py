@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import pytest
+
+from freshtoken.fakes import AUTH_FAILURE_STYLES
+from freshtoken.plugin._config import AUTH_FAILURE_STYLES as MARKER_STYLES
+
+
+def test_marker_styles_are_the_fake_servers_styles() -> None:
+    assert set(MARKER_STYLES) == set(AUTH_FAILURE_STYLES)
+
+
+def test_client_survives_rotation_through_the_proxy(downstream: pytest.Pytester) -> None:
+    downstream.makepyfile(
+        """
+        from freshtoken import ManualClock, Timeline
+        from freshtoken.fakes import FakeCA, FaultPlan
+
+        async def test_rotation(freshtoken_client, freshtoken_auth_server, freshtoken_mcp_server,
+                                freshtoken_timeline, freshtoken_clock, freshtoken_faults,
+                                freshtoken_mcp_url):
+            assert isinstance(freshtoken_clock, ManualClock)
+            assert isinstance(freshtoken_timeline, Timeline)
+            assert freshtoken_mcp_server.faults is freshtoken_faults
+            assert "/mcp" in freshtoken_mcp_url and "Bearer" not in freshtoken_mcp_url
+            first = await freshtoken_client.call("whoami", {})
+            freshtoken_auth_server.rotate()
+            second = await freshtoken_client.call("whoami", {})
+            assert first.ok and second.ok
+            assert first.result != second.result
+            assert freshtoken_timeline.count(actor="proxy", kind="replay") == 1
+            assert freshtoken_auth_server.token_requests == 2
+
+        def test_ca_is_session_scoped(freshtoken_ca, request):
+            assert isinstance(freshtoken_ca, FakeCA)
+            assert freshtoken_ca.ca_path.exists()
+        """
+    )
+    downstream.runpytest().assert_outcomes(passed=2)
+
+
+def test_fault_plan_and_clock(downstream: pytest.Pytester) -> None:
+    downstream.makepyfile(
+        """
+        import pytest
+        from freshtoken.fakes import Action, Fault, Match
+
+        async def test_auth_failed_in_200_is_replayed(freshtoken_client, freshtoken_faults,
+                                                       freshtoken_timeline):
+            freshtoken_faults.add(Fault(Match(tool="echo"), Action("auth-failed-200", shape="posthog")))
+            outcome = await freshtoken_client.call("echo", {"text": "hi"})
+            assert outcome.ok
+            assert freshtoken_timeline.count(actor="proxy", kind="auth.failure") == 1
+
+        @pytest.mark.freshtoken(access_ttl=60, report_expires_in=False)
+        async def test_expiry_by_clock(freshtoken_client, freshtoken_clock, freshtoken_auth_server):
+            assert (await freshtoken_client.call("echo", {"text": "a"})).ok
+            freshtoken_clock.advance(61)
+            assert (await freshtoken_client.call("echo", {"text": "b"})).ok
+            assert freshtoken_auth_server.token_requests == 2
+        """
+    )
+    downstream.runpytest().assert_outcomes(passed=2)
+
+
+def test_tls_marker_serves_https_from_the_session_ca(downstream: pytest.Pytester) -> None:
+    downstream.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.freshtoken(tls=True)
+
+        async def test_https(freshtoken_client, freshtoken_auth_server, freshtoken_mcp_server):
+            assert freshtoken_auth_server.url.startswith("https://")
+            assert freshtoken_mcp_server.url.startswith("https://")
+            freshtoken_auth_server.rotate()
+            assert (await freshtoken_client.call("echo", {"text": "over tls"})).ok
+
+        async def test_same_ca(freshtoken_ca, freshtoken_mcp_server):
+            assert freshtoken_mcp_server.url.startswith("https://")
+        """
+    )
+    downstream.runpytest().assert_outcomes(passed=2)
+
+
+def test_factories_build_several_servers_and_close_last_first(
+    downstream: pytest.Pytester,
+) -> None:
+    downstream.makepyfile(
+        """
+        import pytest
+        from freshtoken.proxy import RefreshTokenSource
+        from freshtoken.scenarios._client import McpClient
+
+        CLOSED = []
+
+        async def test_two_upstreams(freshtoken_auth_server_factory, freshtoken_mcp_server_factory,
+                                     freshtoken_proxy_factory, freshtoken_timeline):
+            auth = await freshtoken_auth_server_factory()
+            first = await freshtoken_mcp_server_factory(authorization_server=auth)
+            second = await freshtoken_mcp_server_factory(authorization_server=auth,
+                                                         protocol_version="2025-06-18")
+            proxy = await freshtoken_proxy_factory()
+            for name, server in (("one", first), ("two", second)):
+                source = RefreshTokenSource(auth.token_endpoint, auth.client_id, auth.client_secret,
+                                            refresh_token=auth.issue_tokens().refresh_token,
+                                            clock=auth.clock)
+                url = proxy.register(name, server.url, source)
+                async with McpClient(url, timeline=freshtoken_timeline,
+                                     protocol_version=server.protocol_version) as client:
+                    await client.initialize()
+                    assert (await client.call("echo", {"text": name})).ok
+                await source.aclose()
+            for thing, method, label in ((auth, "close", "auth"), (first, "stop", "first"),
+                                         (second, "stop", "second"), (proxy, "stop", "proxy")):
+                stop = getattr(thing, method)
+                async def record(stop=stop, label=label):
+                    CLOSED.append(label)
+                    await stop()
+                setattr(thing, method, record)
+
+        def test_closed_last_first():
+            assert CLOSED == ["proxy", "second", "first", "auth"]
+        """
+    )
+    downstream.runpytest().assert_outcomes(passed=2)
+
+
+def test_server_side_error_fails_teardown(downstream: pytest.Pytester) -> None:
+    downstream.makepyfile(
+        """
+        from freshtoken import ServerSideError
+
+        async def test_crash(freshtoken_mcp_server):
+            def boom():
+                raise ServerSideError("handler crashed")
+            freshtoken_mcp_server.check = boom
+        """
+    )
+    result = downstream.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_crash*", "*handler crashed*"])
