@@ -2,13 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from freshtoken.fakes import AUTH_FAILURE_STYLES
-from freshtoken.plugin._config import AUTH_FAILURE_STYLES as MARKER_STYLES
-
-
-def test_marker_styles_are_the_fake_servers_styles() -> None:
-    assert set(MARKER_STYLES) == set(AUTH_FAILURE_STYLES)
-
 
 def test_client_survives_rotation_through_the_proxy(downstream: pytest.Pytester) -> None:
     downstream.makepyfile(
@@ -111,13 +104,12 @@ def test_factories_build_several_servers_and_close_last_first(
                     await client.initialize()
                     assert (await client.call("echo", {"text": name})).ok
                 await source.aclose()
-            for thing, method, label in ((auth, "close", "auth"), (first, "stop", "first"),
-                                         (second, "stop", "second"), (proxy, "stop", "proxy")):
-                stop = getattr(thing, method)
-                async def record(stop=stop, label=label):
+            for thing, label in ((auth, "auth"), (first, "first"), (second, "second"),
+                                 (proxy, "proxy")):
+                async def record(stop=thing.stop, label=label):
                     CLOSED.append(label)
                     await stop()
-                setattr(thing, method, record)
+                thing.stop = record
 
         def test_closed_last_first():
             assert CLOSED == ["proxy", "second", "first", "auth"]

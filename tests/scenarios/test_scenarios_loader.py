@@ -85,6 +85,21 @@ def test_loads_every_step_kind_into_frozen_data(tmp_path: Path) -> None:
             "must be one of",
         ),
         (
+            "[setup]\nprotocol_version = '1999-01-01'\n[[steps]]\nstep = 'initialize'\n",
+            "setup.protocol_version",
+            "must be one of",
+        ),
+        (
+            "[setup]\nstream_auth = 'never'\n[[steps]]\nstep = 'initialize'\n",
+            "setup.stream_auth",
+            "must be one of",
+        ),
+        (
+            "[setup]\nauth_failure_style = '418'\n[[steps]]\nstep = 'initialize'\n",
+            "setup.auth_failure_style",
+            "must be one of",
+        ),
+        (
             "[[steps]]\nstep = 'fault'\naction = { kind = 'explode' }\n",
             "steps[0]",
             "unknown action 'explode'",

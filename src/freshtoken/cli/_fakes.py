@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from typing import Any
 
+from freshtoken._setup import RESPONSE_MODES
+from freshtoken.cli._signals import stop_requested
 from freshtoken.fakes import (
     AUTH_FAILURE_STYLES,
     FakeAuthorizationServer,
@@ -45,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
         choices=[*HANDSHAKE_VERSIONS, *MODERN_VERSIONS],
         help="MCP transport revision (default: %(default)s)",
     )
-    parser.add_argument("--response-mode", default="json", choices=["json", "sse"])
+    parser.add_argument("--response-mode", default="json", choices=RESPONSE_MODES)
     parser.add_argument("--auth-failure-style", default="401", choices=AUTH_FAILURE_STYLES)
     parser.add_argument("--access-ttl", type=float, default=3600.0, metavar="SECONDS")
     parser.add_argument(
@@ -76,10 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_requested()
     policy = TokenPolicy(
         access_ttl=args.access_ttl,
         report_expires_in=not args.no_expires_in,

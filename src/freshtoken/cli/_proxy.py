@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from freshtoken._errors import ConfigError
+from freshtoken.cli._signals import stop_requested
 from freshtoken.proxy._config import ProxyConfig, load_config
 
 
@@ -48,10 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: ProxyConfig) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_requested()
     async with config.create_proxy() as proxy:
         for name, url in config.register_all(proxy).items():
             print(f"{name} {url}", flush=True)

@@ -12,20 +12,25 @@ import contextlib
 import itertools
 import json
 import secrets
-import socket
 import ssl
-import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from freshtoken._clock import Clock, SystemClock
 from freshtoken._errors import ConfigError, ServerSideError
+from freshtoken._lifecycle import AsyncLifecycle
 from freshtoken._serve import LoopbackSite, is_loopback_host
+from freshtoken._setup import (
+    AUTH_FAILURE_STYLES,
+    RESPONSE_MODES,
+    STREAM_AUTH_MODES,
+    ResponseMode,
+    StreamAuth,
+)
 from freshtoken._timeline import Timeline, fingerprint
 from freshtoken.fakes._faults import TERMINAL_ACTION_KINDS, Fault, FaultPlan, RequestFacts
 from freshtoken.fakes._mcp_auth import (
@@ -55,21 +60,10 @@ from freshtoken.fakes._mcp_protocol import (
     result_message,
 )
 from freshtoken.fakes._mcp_streams import Session, Stream, format_event, parse_event_id
-from freshtoken.fakes._oauth_app import FakeAuthorizationServer
+from freshtoken.fakes._oauth_app import FakeAuthorizationServer, reset_connection
 from freshtoken.fakes._oauth_core import OAuthCore
 
 __all__ = ["AUTH_FAILURE_STYLES", "FakeMCPServer"]
-
-AUTH_FAILURE_STYLES: Final = (
-    "401",
-    "200-jsonrpc",
-    "200-posthog",
-    "200-tool-error",
-    "403-scope",
-    "400",
-    "500",
-)
-"""How the fake answers a request whose bearer is missing or no longer valid."""
 
 _ACTOR: Final = "mcp"
 _DEFAULT_SCOPE: Final = "mcp"
@@ -133,7 +127,7 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-class FakeMCPServer:
+class FakeMCPServer(AsyncLifecycle):
     """A Streamable HTTP MCP server that validates bearers against the fake AS and fails on cue.
 
     Tools: ``echo {text}``, ``add {a, b}``, ``whoami`` (the fingerprint of the bearer it saw),
@@ -153,9 +147,9 @@ class FakeMCPServer:
         authorization_server: FakeAuthorizationServer | OAuthCore | None = None,
         validation: Literal["in-process", "introspection"] = "in-process",
         protocol_version: str = "2025-11-25",
-        response_mode: Literal["json", "sse"] = "json",
+        response_mode: ResponseMode = "json",
         auth_failure_style: str = "401",
-        stream_auth: Literal["start", "event-error", "cut"] = "start",
+        stream_auth: StreamAuth = "start",
         faults: FaultPlan | None = None,
         clock: Clock | None = None,
         timeline: Timeline | None = None,
@@ -173,14 +167,14 @@ class FakeMCPServer:
                 f"protocol_version: unsupported {protocol_version!r} "
                 f"(expected one of {', '.join(HANDSHAKE_VERSIONS + MODERN_VERSIONS)})"
             )
-        if response_mode not in ("json", "sse"):
+        if response_mode not in RESPONSE_MODES:
             raise ConfigError(f"response_mode: must be json or sse, got {response_mode!r}")
         if auth_failure_style not in AUTH_FAILURE_STYLES:
             raise ConfigError(
                 f"auth_failure_style: unknown {auth_failure_style!r} "
                 f"(expected one of {', '.join(AUTH_FAILURE_STYLES)})"
             )
-        if stream_auth not in ("start", "event-error", "cut"):
+        if stream_auth not in STREAM_AUTH_MODES:
             raise ConfigError(
                 f"stream_auth: must be start, event-error or cut, got {stream_auth!r}"
             )
@@ -226,18 +220,6 @@ class FakeMCPServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Bind the loopback port and start serving."""
@@ -451,7 +433,7 @@ class FakeMCPServer:
             ex.tool = params["name"]
         raw_meta = params.get("_meta")
         meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-        if meta.get(RESPONSE_MODE_META_KEY) in ("json", "sse"):
+        if meta.get(RESPONSE_MODE_META_KEY) in RESPONSE_MODES:
             ex.mode = meta[RESPONSE_MODE_META_KEY]
         else:
             ex.mode = self.response_mode
@@ -892,15 +874,7 @@ class FakeMCPServer:
         if mode == "close":
             await response.write_eof()
             return
-        transport = ex.request.transport
-        if transport is None:
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Zero linger turns the close into a TCP reset, which is what "reset" means to a client.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
+        reset_connection(ex.request)
 
     async def _get(self, ex: _Exchange) -> web.StreamResponse:
         if not _accepts(ex.request)[1]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigError
+from freshtoken._lifecycle import AsyncLifecycle
 from freshtoken._serve import LoopbackSite
 from freshtoken._timeline import Timeline
 from freshtoken.fakes._oauth_core import (
@@ -47,7 +48,7 @@ def oauth_application(core: OAuthCore) -> web.Application:
         if response.delay > 0:
             await core.clock.sleep(response.delay)
         if response.reset:
-            _reset(request)
+            reset_connection(request)
             # The connection is gone; aiohttp drops whatever the handler returns.
             return web.Response(status=500)
         return web.Response(status=response.status, headers=response.headers, body=response.body)
@@ -57,18 +58,20 @@ def oauth_application(core: OAuthCore) -> web.Application:
     return app
 
 
-def _reset(request: web.Request) -> None:
+def reset_connection(request: web.Request) -> None:
+    """Drop the request's connection with a TCP reset (what a "reset" fault means to a client)."""
     transport = request.transport
     if transport is None:
         return
     sock = transport.get_extra_info("socket")
     if sock is not None:
         # SO_LINGER with a zero timeout turns the close into a TCP RST: the client sees a reset.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
 
 
-class FakeAuthorizationServer:
+class FakeAuthorizationServer(AsyncLifecycle):
     """The fake OAuth authorization server on a loopback port, optionally over TLS.
 
     Pass a ``core`` to share its state (with a respx mount, say), or let the server build one
@@ -102,22 +105,10 @@ class FakeAuthorizationServer:
         self._started = True
         self.core.issuer = self._site.url
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         """Stop listening (idempotent)."""
         self._started = False
         await self._site.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def check(self) -> None:
         """Raise :class:`freshtoken.ServerSideError` if any request crashed a handler."""

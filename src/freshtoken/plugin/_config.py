@@ -6,12 +6,16 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from freshtoken._errors import ConfigError
-
-if TYPE_CHECKING:
-    from freshtoken.fakes import TokenPolicy
+from freshtoken._setup import (
+    AUTH_FAILURE_STYLES,
+    PROTOCOL_VERSIONS,
+    RESPONSE_MODES,
+    STREAM_AUTH_MODES,
+    Setup,
+)
 
 __all__ = [
     "AUTH_FAILURE_STYLES",
@@ -21,41 +25,17 @@ __all__ = [
     "FreshtokenConfig",
 ]
 
-PROTOCOL_VERSIONS = ("2025-06-18", "2025-11-25", "2026-07-28")
-RESPONSE_MODES = ("json", "sse")
-STREAM_AUTH_MODES = ("start", "event-error", "cut")
-AUTH_FAILURE_STYLES = (
-    "401",
-    "200-jsonrpc",
-    "200-posthog",
-    "200-tool-error",
-    "403-scope",
-    "400",
-    "500",
-)
-
 _MARKER = "@pytest.mark.freshtoken"
 
 
 @dataclass(frozen=True)
-class FreshtokenConfig:
-    """How the fixtures build the fakes for one test.
+class FreshtokenConfig(Setup):
+    """How the fixtures build the fakes for one test: a :class:`freshtoken.scenarios.Setup`.
 
     The defaults describe a well-behaved deployment; ``@pytest.mark.freshtoken(...)`` overrides
     fields per test, module or class (the closest marker wins, field by field). Override the
     ``freshtoken_config`` fixture to change the defaults for a whole directory.
     """
-
-    protocol_version: str = "2025-11-25"
-    access_ttl: float = 3600.0
-    report_expires_in: bool = True
-    rotate_refresh_tokens: bool = True
-    reuse_detection: bool = True
-    grace_period: float = 0.0
-    response_mode: str = "json"
-    tls: bool = False
-    auth_failure_style: str = "401"
-    stream_auth: str = "start"
 
     def replace(self, **changes: Any) -> FreshtokenConfig:
         """A copy with ``changes`` applied after validating each one like a marker argument."""
@@ -76,18 +56,6 @@ class FreshtokenConfig:
                 )
             config = config.replace(**kwargs)
         return config
-
-    def token_policy(self) -> TokenPolicy:
-        """The fake authorization server's token policy for these settings."""
-        from freshtoken.fakes import TokenPolicy
-
-        return TokenPolicy(
-            access_ttl=self.access_ttl,
-            report_expires_in=self.report_expires_in,
-            rotate_refresh_tokens=self.rotate_refresh_tokens,
-            reuse_detection=self.reuse_detection,
-            grace_period=self.grace_period,
-        )
 
 
 def _choice(allowed: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:

@@ -163,6 +163,24 @@ async def freshtoken_auth_server(
     server.check()
 
 
+def _mcp_server_settings(
+    config: FreshtokenConfig,
+    clock: ManualClock,
+    timeline: Timeline,
+    ssl_context: ssl.SSLContext | None,
+) -> dict[str, Any]:
+    """The ``FakeMCPServer`` arguments the marker, the shared clock and timeline decide."""
+    return {
+        "protocol_version": config.protocol_version,
+        "response_mode": config.response_mode,
+        "auth_failure_style": config.auth_failure_style,
+        "stream_auth": config.stream_auth,
+        "clock": clock,
+        "timeline": timeline,
+        "ssl_context": ssl_context,
+    }
+
+
 @pytest_asyncio.fixture
 async def freshtoken_mcp_server(
     request: pytest.FixtureRequest,
@@ -180,14 +198,13 @@ async def freshtoken_mcp_server(
 
     server = FakeMCPServer(
         authorization_server=freshtoken_auth_server,
-        protocol_version=freshtoken_config.protocol_version,
-        response_mode=freshtoken_config.response_mode,  # type: ignore[arg-type]
-        auth_failure_style=freshtoken_config.auth_failure_style,
-        stream_auth=freshtoken_config.stream_auth,  # type: ignore[arg-type]
         faults=freshtoken_faults,
-        clock=freshtoken_clock,
-        timeline=freshtoken_timeline,
-        ssl_context=_server_ssl(request, freshtoken_config),
+        **_mcp_server_settings(
+            freshtoken_config,
+            freshtoken_clock,
+            freshtoken_timeline,
+            _server_ssl(request, freshtoken_config),
+        ),
     )
     async with server:
         yield server
@@ -323,15 +340,14 @@ def freshtoken_mcp_server_factory(
 
     ssl_context = _server_ssl(request, freshtoken_config)
 
+    defaults = _mcp_server_settings(
+        freshtoken_config, freshtoken_clock, freshtoken_timeline, ssl_context
+    )
+
     async def make(**kwargs: Any) -> FakeMCPServer:
-        kwargs.setdefault("protocol_version", freshtoken_config.protocol_version)
-        kwargs.setdefault("response_mode", freshtoken_config.response_mode)
-        kwargs.setdefault("auth_failure_style", freshtoken_config.auth_failure_style)
-        kwargs.setdefault("stream_auth", freshtoken_config.stream_auth)
-        kwargs.setdefault("clock", freshtoken_clock)
-        kwargs.setdefault("timeline", freshtoken_timeline)
-        kwargs.setdefault("ssl_context", ssl_context)
-        server: FakeMCPServer = await _adopt(_freshtoken_created, FakeMCPServer(**kwargs))
+        server: FakeMCPServer = await _adopt(
+            _freshtoken_created, FakeMCPServer(**{**defaults, **kwargs})
+        )
         return server
 
     return make

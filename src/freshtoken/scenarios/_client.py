@@ -19,11 +19,11 @@ from typing import Any, Protocol, Self
 
 import httpx
 
+from freshtoken._setup import STATELESS_VERSION
 from freshtoken._timeline import Timeline
 
 __all__ = ["CallOutcome", "ClientAuth", "Exchange", "McpClient", "SseEvent"]
 
-STATELESS_VERSION = "2026-07-28"
 _ACCEPT_BOTH = "application/json, text/event-stream"
 # The stateless revision carries what the handshake used to negotiate in every request's _meta.
 _PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"

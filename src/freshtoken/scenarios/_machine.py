@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from freshtoken._clock import ManualClock
 from freshtoken._errors import InvariantViolation
+from freshtoken._setup import REFRESHABLE_STYLES, AuthFailureStyle
 from freshtoken._timeline import Timeline
 from freshtoken.fakes import Action, FakeAuthorizationServer, FakeMCPServer, Fault, Match
 from freshtoken.proxy import Proxy, RefreshTokenSource
@@ -33,7 +34,6 @@ _AUTH_FAILURES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("auth-failed-200", {"shape": "posthog"}),
     ("auth-failed-200", {"shape": "tool-error"}),
 )
-_REFRESHABLE_STYLES = ("401", "200-jsonrpc", "200-posthog", "200-tool-error")
 
 
 class RotationMachine(RuleBasedStateMachine):
@@ -254,8 +254,8 @@ class RotationMachine(RuleBasedStateMachine):
         kind, params = failure
         self._arm(Action(kind, **params))
 
-    @rule(style=st.sampled_from(_REFRESHABLE_STYLES))
-    def switch_auth_failure_style(self, style: str) -> None:
+    @rule(style=st.sampled_from(REFRESHABLE_STYLES))
+    def switch_auth_failure_style(self, style: AuthFailureStyle) -> None:
         """The MCP server starts reporting invalid tokens another way."""
         self.mcp_server.auth_failure_style = style
 

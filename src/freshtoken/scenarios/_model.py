@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from freshtoken._setup import Setup
+
 __all__ = [
     "Advance",
     "AuthorizationControl",
@@ -26,28 +28,7 @@ __all__ = [
     "Wait",
 ]
 
-ResponseMode = Literal["json", "sse"]
 Expectation = Literal["result", "error", "any"]
-
-
-@dataclass(frozen=True)
-class Setup:
-    """How the fakes are configured before the first step.
-
-    The token-policy fields are the fake authorization server's; the rest configure the fake MCP
-    server (``auth_failure_style`` and ``stream_auth`` take its values).
-    """
-
-    protocol_version: str = "2025-11-25"
-    response_mode: ResponseMode = "json"
-    access_ttl: float = 3600.0
-    report_expires_in: bool = True
-    rotate_refresh_tokens: bool = True
-    reuse_detection: bool = True
-    grace_period: float = 0.0
-    tls: bool = False
-    auth_failure_style: str = "401"
-    stream_auth: str = "start"
 
 
 @dataclass(frozen=True)

@@ -489,30 +489,23 @@ def _sends_per_call(timeline: Timeline) -> dict[str, int]:
 async def _fakes(
     scenario: Scenario, timeline: Timeline, clock: ManualClock
 ) -> AsyncIterator[_Fakes]:
-    from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer, TokenPolicy
+    from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer
 
     setup = scenario.setup
-    policy = TokenPolicy(
-        access_ttl=setup.access_ttl,
-        report_expires_in=setup.report_expires_in,
-        rotate_refresh_tokens=setup.rotate_refresh_tokens,
-        reuse_detection=setup.reuse_detection,
-        grace_period=setup.grace_period,
-    )
     with contextlib.ExitStack() as stack:
         ca = stack.enter_context(FakeCA()) if setup.tls else None
         server_ssl = ca.server_ssl_context() if ca is not None else None
         client_ssl = ca.client_ssl_context() if ca is not None else None
         async with (
             FakeAuthorizationServer(
-                policy=policy, clock=clock, timeline=timeline, ssl_context=server_ssl
+                policy=setup.token_policy(), clock=clock, timeline=timeline, ssl_context=server_ssl
             ) as authorization,
             FakeMCPServer(
                 authorization_server=authorization,
                 protocol_version=setup.protocol_version,
                 response_mode=setup.response_mode,
                 auth_failure_style=setup.auth_failure_style,
-                stream_auth=setup.stream_auth,  # type: ignore[arg-type]
+                stream_auth=setup.stream_auth,
                 clock=clock,
                 timeline=timeline,
                 ssl_context=server_ssl,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
+from freshtoken._setup import REFRESHABLE_STYLES, RESPONSE_MODES, STATELESS_VERSION
 from freshtoken.fakes import Action, Fault, FaultPlan, Match, TokenPolicy
 from freshtoken.scenarios._model import (
     Advance,
@@ -40,9 +41,7 @@ __all__ = [
 RECOVERABLE_FAULT_KINDS = ("status-401", "auth-failed-200", "rotate", "expire")
 """Fault kinds a correct client recovers from with one refresh and one replay."""
 
-_STATELESS_VERSION = "2026-07-28"
 _AUTH_FAILED_SHAPES = ("jsonrpc", "posthog", "tool-error")
-_REFRESHABLE_STYLES = ("401", "200-jsonrpc", "200-posthog", "200-tool-error")
 
 
 def token_policies() -> st.SearchStrategy[TokenPolicy]:
@@ -65,8 +64,8 @@ def setups(
     *,
     policies: st.SearchStrategy[TokenPolicy] | None = None,
     protocol_versions: Sequence[str] = ("2025-11-25", "2025-06-18", "2026-07-28"),
-    response_modes: Sequence[str] = ("json", "sse"),
-    auth_failure_styles: Sequence[str] = _REFRESHABLE_STYLES,
+    response_modes: Sequence[str] = RESPONSE_MODES,
+    auth_failure_styles: Sequence[str] = REFRESHABLE_STYLES,
 ) -> st.SearchStrategy[Setup]:
     """How the fakes are configured. Shrinks toward the first of each choice and the default policy.
 
@@ -226,7 +225,7 @@ def scenarios(
 
 
 def _recoverable(setup: Setup, plan: FaultPlan) -> bool:
-    resumable = setup.protocol_version != _STATELESS_VERSION
+    resumable = setup.protocol_version != STATELESS_VERSION
     return all(resumable and fault.action.kind == "cut-stream" for fault in plan)
 
 

@@ -140,28 +140,34 @@ class _ProxySubject:
 
     @asynccontextmanager
     async def session(self, env: Environment) -> AsyncIterator[SubjectSession]:
-        from freshtoken.proxy import Proxy, RefreshTokenSource
+        async with (
+            _through_proxy(env) as url,
+            McpClient(
+                url, timeline=env.timeline, protocol_version=env.scenario.setup.protocol_version
+            ) as client,
+        ):
+            yield _ClientSession(client)
 
-        source = RefreshTokenSource(
-            env.token_endpoint,
-            env.client_id,
-            env.client_secret,
-            refresh_token=env.refresh_token,
-            clock=env.clock,
-            verify=env.verify,
-            timeline=env.timeline,
-        )
-        try:
-            async with Proxy(timeline=env.timeline, upstream_ssl=env.client_ssl) as proxy:
-                url = proxy.register("mcp", env.mcp_url, source)
-                async with McpClient(
-                    url,
-                    timeline=env.timeline,
-                    protocol_version=env.scenario.setup.protocol_version,
-                ) as client:
-                    yield _ClientSession(client)
-        finally:
-            await source.aclose()
+
+@asynccontextmanager
+async def _through_proxy(env: Environment) -> AsyncIterator[str]:
+    """freshtoken's proxy in front of the environment's MCP server; yields the client's URL."""
+    from freshtoken.proxy import Proxy, RefreshTokenSource
+
+    source = RefreshTokenSource(
+        env.token_endpoint,
+        env.client_id,
+        env.client_secret,
+        refresh_token=env.refresh_token,
+        clock=env.clock,
+        verify=env.verify,
+        timeline=env.timeline,
+    )
+    try:
+        async with Proxy(timeline=env.timeline, upstream_ssl=env.client_ssl) as proxy:
+            yield proxy.register("mcp", env.mcp_url, source)
+    finally:
+        await source.aclose()
 
 
 AuthFactory = Callable[[Credentials, Timeline], "_ClosableAuth"]
@@ -277,22 +283,8 @@ class CommandSubject:
         if not self.via_proxy:
             yield _CommandSession(self, env, env.mcp_url)
             return
-        from freshtoken.proxy import Proxy, RefreshTokenSource
-
-        source = RefreshTokenSource(
-            env.token_endpoint,
-            env.client_id,
-            env.client_secret,
-            refresh_token=env.refresh_token,
-            clock=env.clock,
-            verify=env.verify,
-            timeline=env.timeline,
-        )
-        try:
-            async with Proxy(timeline=env.timeline, upstream_ssl=env.client_ssl) as proxy:
-                yield _CommandSession(self, env, proxy.register("mcp", env.mcp_url, source))
-        finally:
-            await source.aclose()
+        async with _through_proxy(env) as url:
+            yield _CommandSession(self, env, url)
 
     @property
     def argv(self) -> list[str]:
