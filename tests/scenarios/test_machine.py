@@ -73,7 +73,9 @@ class BakedBearerMachine(RotationMachine):
 def test_a_subclass_drives_its_own_client_and_the_machine_catches_its_bug() -> None:
     with pytest.raises(InvariantViolation, match="did not end with a result") as excinfo:
         run_state_machine_as_test(
-            BakedBearerMachine, settings=settings(QUICK, report_multiple_bugs=False)
+            # Derandomized: the search for the bug must not depend on this run's random seed.
+            BakedBearerMachine,
+            settings=settings(QUICK, max_examples=50, derandomize=True, report_multiple_bugs=False),
         )
     assert "auth.rejected" in str(excinfo.value)
 
