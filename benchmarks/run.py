@@ -136,8 +136,8 @@ class Bench:
                     info["token_endpoint"],
                     "--client-id",
                     info["client_id"],
-                    "--client-secret",
-                    info["client_secret"],
+                    # One argument: a random secret may start with "-".
+                    f"--client-secret={info['client_secret']}",
                     secret_input=info["refresh_token"],
                 ) as proxy,
                 Worker("load generator", "_load.py") as load,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,17 +23,26 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
 class LoopbackSite:
-    """An aiohttp app bound to a loopback address (port 0 picks a free port)."""
+    """An aiohttp app bound to a loopback address (port 0 picks a free port).
+
+    ``app`` may also be a bare request handler, served without a router or middlewares (what
+    a proxy wants on its hot path). ``handler_cancellation=True`` cancels a handler whose client
+    disconnected, even while the handler is waiting on something else.
+    """
 
     def __init__(
         self,
-        app: web.Application,
+        app: web.Application | Handler,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         shutdown_timeout: float = 0.25,
+        handler_cancellation: bool = False,
     ) -> None:
         if not is_loopback_host(host):
             raise ValueError(
@@ -43,7 +53,8 @@ class LoopbackSite:
         self._port = port
         self._ssl = ssl_context
         self._shutdown_timeout = shutdown_timeout
-        self._runner: web.AppRunner | None = None
+        self._handler_cancellation = handler_cancellation
+        self._runner: web.BaseRunner | None = None
         self.port = 0
 
     @property
@@ -54,23 +65,33 @@ class LoopbackSite:
         return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(
-            self._app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=self._shutdown_timeout,
-        )
+        runner: web.BaseRunner
+        if isinstance(self._app, web.Application):
+            runner = web.AppRunner(
+                self._app,
+                access_log=None,
+                handle_signals=False,
+                shutdown_timeout=self._shutdown_timeout,
+                handler_cancellation=self._handler_cancellation,
+            )
+        else:
+            server = web.Server(
+                self._app, handler_cancellation=self._handler_cancellation, access_log=None
+            )
+            runner = web.ServerRunner(
+                server, handle_signals=False, shutdown_timeout=self._shutdown_timeout
+            )
         await runner.setup()
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
-        sock.listen(1024)
-        sock.setblocking(False)
-        site = web.SockSite(runner, sock, ssl_context=self._ssl)
         try:
-            await site.start()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+            sock.listen(1024)
+            sock.setblocking(False)
+            await web.SockSite(runner, sock, ssl_context=self._ssl).start()
         except BaseException:
+            sock.close()
             await runner.cleanup()
             raise
         self.port = sock.getsockname()[1]

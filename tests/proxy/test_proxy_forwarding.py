@@ -326,3 +326,37 @@ async def test_unreachable_token_endpoint_is_503_with_json_rpc_error(
     assert "up" in body["error"]["message"]
     assert "rt" not in body["error"]["message"].split()
     assert upstream.seen == []
+
+
+@pytest.mark.parametrize("custom", [False, True])
+async def test_json_bodies_are_classified_on_the_parsed_body(
+    upstream: Upstream, custom: bool
+) -> None:
+    # The stale token gets a success body that only a custom matcher calls a failure, and an
+    # error key spelled with a JSON escape that the built-in rule must still see.
+    stale_body = (
+        b'{"jsonrpc":"2.0","id":7,"result":{"stale":true}}'
+        if custom
+        else b'{"jsonrpc":"2.0","id":7,"\\u0065rror":{"code":"authentication_failed"}}'
+    )
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.headers["Authorization"] == "Bearer t1":
+            return web.Response(body=stale_body, content_type="application/json")
+        return web.json_response({"jsonrpc": "2.0", "id": 7, "result": {}})
+
+    def stale(message: object) -> bool:
+        return isinstance(message, dict) and message.get("result") == {"stale": True}
+
+    tokens = iter(["t1", "t2"])
+
+    async def fetch() -> str:
+        return next(tokens)
+
+    upstream.handler = handler
+    async with Proxy(matcher=stale if custom else None) as proxy:
+        url = proxy.register("up", upstream.url + "/mcp", CallableTokenSource(fetch))
+        async with aiohttp.ClientSession() as client:
+            resp = await client.post(url, json={"jsonrpc": "2.0", "id": 7, "method": "x"})
+            assert json.loads(await resp.read())["result"] == {}
+    assert [s.headers["authorization"] for s in upstream.seen] == [["Bearer t1"], ["Bearer t2"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from freshtoken.proxy import default_matcher, pattern_matcher
+from freshtoken.proxy._matcher import may_match
 from freshtoken.proxy._sse import FirstEventScanner
 
 
@@ -45,7 +47,7 @@ AUTH_FAILURES = [
     {"error": "invalid_token"},
 ]
 
-HEALTHY = [
+HEALTHY: list[Any] = [
     {"jsonrpc": "2.0", "id": 1, "result": {"content": []}},
     # a successful tool result that merely mentions the words
     _tool_error("authentication failed is a phrase this tool echoes", is_error=False),
@@ -134,3 +136,51 @@ def test_first_event_scanner_is_split_agnostic(cuts: list[int], eol: bytes) -> N
     if found is None and position < len(stream):
         found = scanner.feed(stream[position:])
     assert found == '{"jsonrpc":"2.0"}'
+
+
+_KEYS = st.sampled_from(["error", "isError", "result", "content", "type", "text", "code", "data"])
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from(["authentication failed", "invalid_token", "text", "401"])
+    | st.text()
+)
+
+
+def _json_children(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=4) | st.dictionaries(_KEYS | st.text(), children, max_size=4)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(message).encode()
+        for message in [*AUTH_FAILURES, _tool_error("fine", is_error=False) | {"error": None}]
+    ]
+    + [
+        b'{"jsonrpc":"2.0","id":1,"result":{"isError" :\ttrue,"content":[]}}',
+        # A key spelled with escapes, and JSON in UTF-16, must still be parsed.
+        b'{"jsonrpc":"2.0","id":1,"\\u0065rror":{"code":"authentication_failed"}}',
+        json.dumps({"error": {"code": "authentication_failed"}}).encode("utf-16"),
+        json.dumps({"error": {"code": "authentication_failed"}}).encode("utf-32-le"),
+    ],
+)
+def test_the_pre_filter_never_skips_a_body_the_built_in_matchers_could_match(body: bytes) -> None:
+    assert may_match(default_matcher, body)
+    assert may_match(pattern_matcher([r"nope"]), body)
+
+
+@given(st.recursive(_LEAVES, _json_children))
+def test_a_skipped_body_never_matches(value: Any) -> None:
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        body = text.encode()
+        if not may_match(default_matcher, body):
+            assert not default_matcher(json.loads(body))
+
+
+def test_plain_success_is_skipped_only_for_built_in_matchers() -> None:
+    body = json.dumps(_tool_error("authentication failed", is_error=False)).encode()
+    assert not may_match(default_matcher, body)
+    assert not may_match(pattern_matcher([r"x"]), body)
+    assert may_match(lambda message: True, body)

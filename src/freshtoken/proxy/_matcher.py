@@ -7,6 +7,7 @@ A matcher sees parsed JSON (never raw bytes), so a tool that merely *echoes* the
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -107,6 +108,24 @@ def _match(message: Any, phrases: re.Pattern[str]) -> bool:
     return False
 
 
+# The built-in rules read only an "error" member or a result's "isError": true. A raw body that
+# spells neither, and has no escape that could spell them (\u0065rror) nor a UTF-16/32 encoding
+# (NUL bytes up front), cannot match, so the hot path need not parse it. Anything else is parsed
+# and classified as usual.
+_IS_ERROR_TRUE = re.compile(rb'"isError"\s*:\s*true')
+_BUILT_IN: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def may_match(matcher: AuthFailureMatcher, body: bytes) -> bool:
+    """False only when parsing ``body`` cannot make ``matcher`` say True (a built-in matcher and
+    a body without an ``error`` member or ``isError: true``); custom matchers always see it."""
+    if matcher is not default_matcher and matcher not in _BUILT_IN:
+        return True
+    if b'"error"' in body or b"\\u" in body or b"\x00" in body[:4]:
+        return True
+    return b'"isError"' in body and _IS_ERROR_TRUE.search(body) is not None
+
+
 def default_matcher(message: Any) -> bool:
     """The built-in rule, applied to parsed JSON only.
 
@@ -140,4 +159,8 @@ def pattern_matcher(patterns: Iterable[str], *, include_default: bool = True) ->
         return _match(message, phrases)
 
     matcher.__doc__ = f"Auth-failure matcher with the extra patterns {pattern_list!r}."
+    _BUILT_IN.add(matcher)
     return matcher
+
+
+_BUILT_IN.add(default_matcher)

@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import secrets
-import socket
 import ssl
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -22,10 +21,10 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from freshtoken._errors import InvalidGrantError
-from freshtoken._serve import is_loopback_host
+from freshtoken._errors import InvalidGrantError, TokenSourceError
+from freshtoken._serve import LoopbackSite, is_loopback_host
 from freshtoken._timeline import Timeline, fingerprint
-from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher
+from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, may_match
 from freshtoken.proxy._sse import FirstEventScanner
 from freshtoken.proxy._tokens import BaseTokenSource, TokenSource
 
@@ -139,7 +138,7 @@ class Proxy:
         self._authority_ok: dict[str, bool] = {}
         self._origin_ok: dict[str, bool] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._runner: web.ServerRunner | None = None
+        self._site: LoopbackSite | None = None
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -172,31 +171,23 @@ class Proxy:
         )
         # Handler cancellation is what turns "the client went away" into closing the upstream
         # request, even while the upstream stream is idle.
-        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.25)
-        await runner.setup()
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        site = LoopbackSite(
+            self._handle, host=self._host, port=self._port, handler_cancellation=True
+        )
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._host, self._port))
-            sock.listen(1024)
-            sock.setblocking(False)
-            await web.SockSite(runner, sock).start()
+            await site.start()
         except BaseException:
-            sock.close()
-            await runner.cleanup()
             await self._session.close()
             raise
-        self.port = sock.getsockname()[1]
-        self._runner = runner
+        self.port = site.port
+        self._site = site
         log.debug("proxy listening on %s:%d", self._host, self.port)
 
     async def stop(self) -> None:
         """Stop serving, close the upstream pool and the token sources' HTTP clients."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        site, self._site = self._site, None
+        if site is not None:
+            await site.stop()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -210,10 +201,9 @@ class Proxy:
     @property
     def base_url(self) -> str:
         """``http://HOST:PORT`` of the listening socket."""
-        if self._runner is None:
+        if self._site is None:
             raise RuntimeError("the proxy is not running (use it as an async context manager)")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return self._site.url
 
     @property
     def url(self) -> str:
@@ -391,7 +381,7 @@ class Proxy:
         session = self._session
         assert session is not None
         try:
-            token = await source.token()
+            token = _checked(await source.token())
         except Exception as exc:
             return self._token_failure(ex, exc)
         request = ex.request
@@ -457,7 +447,7 @@ class Proxy:
                     reason=reason,
                 )
             try:
-                token = await source.refresh(token)
+                token = _checked(await source.refresh(token))
             except Exception as exc:
                 return self._token_failure(ex, exc)
             if timeline is not None:
@@ -479,7 +469,7 @@ class Proxy:
             if upstream.headers.get("Content-Encoding", "identity") != "identity":
                 return None
             await self._read_into(ex, upstream)
-            if ex.complete and ex.head:
+            if ex.complete and ex.head and may_match(self.matcher, ex.head):
                 try:
                     message = json.loads(ex.head)
                 except ValueError:
@@ -705,6 +695,13 @@ def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
     if not value:
         return frozenset()
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+
+
+def _checked(token: str) -> str:
+    # The token goes into a header line: a line break would let a token source inject headers.
+    if "\r" in token or "\n" in token:
+        raise TokenSourceError("the token source returned a token with a line break")
+    return token
 
 
 def _upstream_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
