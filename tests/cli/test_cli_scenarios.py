@@ -50,7 +50,7 @@ def test_run_passes_on_proxy_with_reports(
     assert suite.get("failures") == "0"
     data = json.loads(report.read_text())
     assert [d["scenario"] for d in data] == [SEED, "auth-failure-200-jsonrpc"]
-    assert data[0]["token_requests"] == 2
+    assert data[0]["token_requests"] == 1
     assert data[0]["timeline"]
 
 

@@ -22,7 +22,7 @@ def test_client_survives_rotation_through_the_proxy(downstream: pytest.Pytester)
             assert first.ok and second.ok
             assert first.result != second.result
             assert freshtoken_timeline.count(actor="proxy", kind="replay") == 1
-            assert freshtoken_auth_server.token_requests == 2
+            assert freshtoken_auth_server.token_requests == 1
 
         def test_ca_is_session_scoped(freshtoken_ca, request):
             assert isinstance(freshtoken_ca, FakeCA)
@@ -50,7 +50,7 @@ def test_fault_plan_and_clock(downstream: pytest.Pytester) -> None:
             assert (await freshtoken_client.call("echo", {"text": "a"})).ok
             freshtoken_clock.advance(61)
             assert (await freshtoken_client.call("echo", {"text": "b"})).ok
-            assert freshtoken_auth_server.token_requests == 2
+            assert freshtoken_auth_server.token_requests == 1
         """
     )
     downstream.runpytest().assert_outcomes(passed=2)

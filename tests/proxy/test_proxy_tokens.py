@@ -366,3 +366,29 @@ async def test_unreachable_token_endpoint_fails_in_bounded_time() -> None:
     with pytest.raises(TokenSourceError, match="unavailable after 2 attempts"):
         await _drive(clock, asyncio.ensure_future(source.token()))
     await source.aclose()
+
+
+async def test_a_seeded_access_token_is_used_until_it_is_stale_or_expired(
+    core: OAuthCore, clock: ManualClock, router: respx.MockRouter
+) -> None:
+    pair = core.issue_tokens(resource=RESOURCE)
+    source = _source(
+        core,
+        clock,
+        refresh_token=pair.refresh_token,
+        access_token=pair.access_token,
+        expires_at=clock.time() + 60,
+    )
+    assert await source.token() == pair.access_token
+    assert core.token_requests == 0
+
+    fresh = await source.refresh(pair.access_token)
+    assert fresh != pair.access_token
+    assert core.token_requests == 1
+    assert core.validate_access_token(fresh) is not None
+
+    clock.advance(61)
+    expired_replaced = await source.token()
+    assert expired_replaced not in (fresh, pair.access_token)
+    assert core.token_requests == 2
+    await source.aclose()

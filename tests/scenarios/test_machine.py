@@ -92,7 +92,7 @@ def test_machine_tears_down_its_loop_thread() -> None:
     finally:
         machine.teardown()
     assert threading.active_count() == before
-    assert machine.auth_server.token_requests == 2
+    assert machine.auth_server.token_requests == 1
 
 
 def test_revocation_fails_calls_promptly_without_a_storm() -> None:
@@ -105,7 +105,7 @@ def test_revocation_fails_calls_promptly_without_a_storm() -> None:
         machine.one_refresh_per_invalidation()
     finally:
         machine.teardown()
-    assert machine.auth_server.token_requests == 2
+    assert machine.auth_server.token_requests == 1
 
 
 def test_a_hang_is_reported_not_waited_for() -> None:

@@ -24,7 +24,7 @@ async def test_sdk_client_with_baked_bearer_fails_and_passes_behind_the_proxy(na
 
     proxied = await run_scenario(scenario, CommandSubject(SDK_CLIENT, via_proxy=True))
     assert proxied.passed, proxied.format_failures()
-    assert proxied.timeline.count(actor="proxy", kind="refresh.done") == 2
+    assert proxied.timeline.count(actor="proxy", kind="refresh.done") == 1
 
 
 async def test_command_that_never_reports_fails_without_hanging(tmp_path: Path) -> None:

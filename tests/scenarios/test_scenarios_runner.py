@@ -40,7 +40,7 @@ async def test_seed_fails_on_baked_bearer_and_the_timeline_shows_the_stale_token
 async def test_seed_passes_on_proxy_with_one_refresh_and_new_token_upstream() -> None:
     result = await run_scenario(SEED, "proxy")
     assert result.passed, result.format_failures()
-    assert result.token_requests == 2
+    assert result.token_requests == 1
     rotated = result.timeline.select(actor="as", kind="tokens.rotated")[0].seq
     calls = [
         e

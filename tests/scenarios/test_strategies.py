@@ -141,7 +141,7 @@ def test_each_recoverable_fault_kind_is_recovered_by_the_proxy(kind: str) -> Non
     assert isinstance(scenario, Scenario)
     result = run_scenario_sync(scenario, "proxy")
     assert result.passed, result.format_failures()
-    assert result.token_requests == 2
+    assert result.token_requests == 1
 
 
 @settings(max_examples=15, deadline=None, database=None)

@@ -234,6 +234,10 @@ async def freshtoken_proxy(
         freshtoken_auth_server.client_id,
         freshtoken_auth_server.client_secret,
         refresh_token=seeded.refresh_token,
+        access_token=seeded.access_token,
+        expires_at=(
+            None if seeded.expires_in is None else freshtoken_clock.time() + seeded.expires_in
+        ),
         clock=freshtoken_clock,
         verify=ca_path if ca_path is not None else True,
         timeline=freshtoken_timeline,

@@ -414,6 +414,10 @@ class RefreshTokenSource(_OAuthTokenSource):
     ``invalid_grant``/``invalid_client`` are terminal (:class:`~freshtoken.InvalidGrantError`);
     5xx, 429 and network errors are retried ``max_retries`` times with capped exponential
     backoff on ``clock``.
+
+    ``access_token`` (with ``expires_at`` on ``clock``, when known) seeds the source with the
+    access token issued alongside ``refresh_token``, so the first request spends no grant; a
+    ``store`` that already holds a token pair takes precedence, being newer.
     """
 
     def __init__(
@@ -423,6 +427,8 @@ class RefreshTokenSource(_OAuthTokenSource):
         client_secret: str | None = None,
         *,
         refresh_token: str | None = None,
+        access_token: str | None = None,
+        expires_at: float | None = None,
         resource: str | None = None,
         scope: str | None = None,
         store: str | Path | None = None,
@@ -448,6 +454,8 @@ class RefreshTokenSource(_OAuthTokenSource):
         )
         self.store = Path(store) if store is not None else None
         self._refresh_token = refresh_token
+        self._current = access_token
+        self._expires_at = expires_at if access_token is not None else None
         if self.store is not None and self.store.exists():
             self._load()
         if self._refresh_token is None:

@@ -94,6 +94,10 @@ class RotationMachine(RuleBasedStateMachine):
             self.auth_server.client_id,
             self.auth_server.client_secret,
             refresh_token=seeded.refresh_token,
+            access_token=seeded.access_token,
+            expires_at=(
+                None if seeded.expires_in is None else self.clock.time() + seeded.expires_in
+            ),
             clock=self.clock,
             timeline=self.timeline,
         )

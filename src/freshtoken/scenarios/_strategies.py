@@ -230,7 +230,7 @@ def _recoverable(setup: Setup, plan: FaultPlan) -> bool:
 
 
 def _token_budget(steps: Sequence[Step]) -> int:
-    """One token request to start, plus one per thing that can invalidate a token.
+    """One token request per thing that can invalidate a token (the seeded token needs none).
 
     A correct client refreshes at most once per invalidation (single-flight), however many calls
     are in flight; clock jumps may expire a token once per jump.
@@ -238,4 +238,4 @@ def _token_budget(steps: Sequence[Step]) -> int:
     invalidations = sum(
         1 for step in steps if isinstance(step, AuthorizationControl | Advance | McpFault)
     )
-    return 1 + invalidations
+    return invalidations

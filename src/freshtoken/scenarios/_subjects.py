@@ -159,6 +159,7 @@ async def _through_proxy(env: Environment) -> AsyncIterator[str]:
         env.client_id,
         env.client_secret,
         refresh_token=env.refresh_token,
+        access_token=env.access_token,
         clock=env.clock,
         verify=env.verify,
         timeline=env.timeline,
