@@ -12,8 +12,7 @@ import secrets
 import ssl
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,6 +21,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from freshtoken._errors import InvalidGrantError, TokenSourceError
+from freshtoken._lifecycle import AsyncLifecycle
 from freshtoken._serve import LoopbackSite, is_loopback_host
 from freshtoken._timeline import Timeline, fingerprint
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, may_match
@@ -87,7 +87,7 @@ class _Refused(Exception):
         self.data = data
 
 
-class Proxy:
+class Proxy(AsyncLifecycle):
     """A loopback HTTP proxy in front of many OAuth-protected MCP servers.
 
     ``async with Proxy() as proxy: url = proxy.register("name", upstream_url, source)``; the
@@ -142,18 +142,6 @@ class Proxy:
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Bind the loopback socket and open the shared upstream connection pool."""
