@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from freshtoken._errors import InvalidGrantError, TokenSourceError
 from freshtoken._lifecycle import AsyncLifecycle
@@ -27,6 +26,7 @@ from freshtoken._timeline import Timeline, fingerprint
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, may_match
 from freshtoken.proxy._sse import FirstEventScanner
 from freshtoken.proxy._tokens import BaseTokenSource, TokenSource
+from freshtoken.proxy._upstream import Upstream, UpstreamResponse
 
 __all__ = ["Proxy"]
 
@@ -62,7 +62,7 @@ class _Target:
     upstream_url: str
     origin: str
     source: TokenSource
-    ssl: ssl.SSLContext | bool
+    ssl: ssl.SSLContext | None
     fingerprints: dict[str, str] = field(default_factory=dict)
 
     def fp(self, token: str) -> str:
@@ -137,7 +137,7 @@ class Proxy(AsyncLifecycle):
         self._ids = itertools.count(1)
         self._authority_ok: dict[str, bool] = {}
         self._origin_ok: dict[str, bool] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream: Upstream | None = None
         self._site: LoopbackSite | None = None
         self.port = 0
 
@@ -145,18 +145,9 @@ class Proxy(AsyncLifecycle):
 
     async def start(self) -> None:
         """Bind the loopback socket and open the shared upstream connection pool."""
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0, ssl=self._upstream_ssl if self._upstream_ssl is not None else True
-            ),
-            # The body goes to the client as the upstream encoded it.
-            auto_decompress=False,
-            # Cookies belong to the client, not to a jar shared by every client of the proxy.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout
-            ),
-        )
+        # The body goes to the client as the upstream encoded it; cookies stay the client's
+        # (end-to-end headers, never a jar shared by every client of the proxy).
+        self._upstream = Upstream(connect_timeout=self.connect_timeout)
         # Handler cancellation is what turns "the client went away" into closing the upstream
         # request, even while the upstream stream is idle.
         site = LoopbackSite(
@@ -165,7 +156,7 @@ class Proxy(AsyncLifecycle):
         try:
             await site.start()
         except BaseException:
-            await self._session.close()
+            await self._upstream.close()
             raise
         self.port = site.port
         self._site = site
@@ -176,9 +167,9 @@ class Proxy(AsyncLifecycle):
         site, self._site = self._site, None
         if site is not None:
             await site.stop()
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            await upstream.close()
         for target in self._targets.values():
             aclose = getattr(target.source, "aclose", None)
             if aclose is not None:
@@ -231,17 +222,12 @@ class Proxy(AsyncLifecycle):
             raise ValueError(
                 f"upstream URL must be http(s)://host[:port]/path, got {upstream_url!r}"
             )
-        tls: ssl.SSLContext | bool = True
-        if ssl_context is not None:
-            tls = ssl_context
-        elif self._upstream_ssl is not None:
-            tls = self._upstream_ssl
         self._targets[name] = _Target(
             name=name,
             upstream_url=upstream_url,
             origin=f"{parts.scheme}://{parts.netloc}",
             source=token_source,
-            ssl=tls,
+            ssl=ssl_context or self._upstream_ssl,
         )
         if (
             isinstance(token_source, BaseTokenSource)
@@ -366,8 +352,8 @@ class Proxy(AsyncLifecycle):
     async def _forward(self, ex: _Exchange) -> web.StreamResponse:
         target = ex.target
         source = target.source
-        session = self._session
-        assert session is not None
+        client = self._upstream
+        assert client is not None
         try:
             token = _checked(await source.token())
         except Exception as exc:
@@ -375,12 +361,9 @@ class Proxy(AsyncLifecycle):
         request = ex.request
         method = request.method
         headers = _upstream_headers(request.headers)
-        url = URL(target.origin + ex.suffix, encoded=True)
-        data = ex.body if ex.body else None
         timeline = self.timeline
         for attempt in (1, 2):
             ex.head, ex.complete, ex.read = b"", False, False
-            headers["Authorization"] = "Bearer " + token
             if timeline is not None:
                 timeline.record(
                     "proxy",
@@ -390,15 +373,15 @@ class Proxy(AsyncLifecycle):
                     attempt=attempt,
                 )
             try:
-                upstream = await session.request(
+                upstream = await client.request(
                     method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    ssl=target.ssl,
+                    target.origin,
+                    ex.suffix,
+                    f"{headers}Authorization: Bearer {token}\r\n",
+                    ex.body,
+                    target.ssl,
                 )
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except OSError as exc:
                 log.debug("target %s unreachable: %s", target.name, type(exc).__name__)
                 return self._error(
                     502,
@@ -444,7 +427,7 @@ class Proxy(AsyncLifecycle):
                 )
         raise AssertionError("unreachable: the second attempt always delivers")
 
-    async def _auth_failure(self, ex: _Exchange, upstream: aiohttp.ClientResponse) -> str | None:
+    async def _auth_failure(self, ex: _Exchange, upstream: UpstreamResponse) -> str | None:
         """Classify the first attempt's response; keep what was read in ``ex`` for delivery."""
         status = upstream.status
         if status == 401:
@@ -472,7 +455,7 @@ class Proxy(AsyncLifecycle):
                 return "sse"
         return None
 
-    async def _read_into(self, ex: _Exchange, upstream: aiohttp.ClientResponse) -> None:
+    async def _read_into(self, ex: _Exchange, upstream: UpstreamResponse) -> None:
         """Read the body into ``ex.head`` if it is small; else read a bounded head only."""
         ex.read = True
         limit = self.json_peek_bytes
@@ -483,9 +466,8 @@ class Proxy(AsyncLifecycle):
             return
         chunks: list[bytes] = []
         total = 0
-        content = upstream.content
         while total <= limit:
-            chunk = await content.readany()
+            chunk = await upstream.readany()
             if not chunk:
                 ex.head, ex.complete = b"".join(chunks), True
                 return
@@ -493,15 +475,14 @@ class Proxy(AsyncLifecycle):
             total += len(chunk)
         ex.head = b"".join(chunks)
 
-    async def _peek_sse(self, upstream: aiohttp.ClientResponse) -> tuple[bytes, Any]:
+    async def _peek_sse(self, upstream: UpstreamResponse) -> tuple[bytes, Any]:
         scanner = FirstEventScanner()
         chunks: list[bytes] = []
         total = 0
-        content = upstream.content
-        with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        with contextlib.suppress(TimeoutError, OSError):
             async with asyncio.timeout(self.sse_peek_timeout):
                 while total < self.sse_peek_bytes:
-                    chunk = await content.readany()
+                    chunk = await upstream.readany()
                     if not chunk:
                         break
                     chunks.append(chunk)
@@ -514,7 +495,7 @@ class Proxy(AsyncLifecycle):
                             break
         return b"".join(chunks), None
 
-    async def _deliver(self, ex: _Exchange, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def _deliver(self, ex: _Exchange, upstream: UpstreamResponse) -> web.StreamResponse:
         status = upstream.status
         headers = _downstream_headers(upstream.headers)
         if not ex.read and not upstream.headers.get("Content-Type", "").startswith(
@@ -531,7 +512,7 @@ class Proxy(AsyncLifecycle):
     async def _stream(
         self,
         ex: _Exchange,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         headers: CIMultiDict[str],
     ) -> web.StreamResponse:
         out = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
@@ -541,7 +522,6 @@ class Proxy(AsyncLifecycle):
         await out.prepare(ex.request)
         self._record_response(ex, upstream.status)
         reason = "eof"
-        content = upstream.content
         chunk = ex.head
         try:
             while True:
@@ -552,8 +532,8 @@ class Proxy(AsyncLifecycle):
                         reason = "client-gone"
                         break
                 try:
-                    chunk = await content.readany()
-                except (aiohttp.ClientError, OSError, TimeoutError):
+                    chunk = await upstream.readany()
+                except OSError:
                     reason = "upstream-error"
                     break
                 if not chunk:
@@ -692,16 +672,16 @@ def _checked(token: str) -> str:
     return token
 
 
-def _upstream_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def _upstream_headers(incoming: CIMultiDictProxy[str]) -> str:
+    """The end-to-end header lines for the upstream request (each ending in CRLF)."""
     named = _connection_tokens(incoming)
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in incoming.items():
-        lower = key.lower()
-        if lower in _DROP_UPSTREAM or lower in named:
-            continue
-        out.add(key, value)
-    out["Accept-Encoding"] = "identity"
-    return out
+    lines = [
+        f"{key}: {value}\r\n"
+        for key, value in incoming.items()
+        if (lower := key.lower()) not in _DROP_UPSTREAM and lower not in named
+    ]
+    lines.append("Accept-Encoding: identity\r\n")
+    return "".join(lines)
 
 
 def _downstream_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
