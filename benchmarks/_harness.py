@@ -10,11 +10,13 @@ import asyncio
 import importlib
 import importlib.util
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from _worker import command_loop
 
@@ -122,24 +124,23 @@ async def test_plain(i):
 """
 
 
-async def pytest_cost(small: int, large: int, rounds: int) -> dict[str, list[float]]:
-    """Seconds per test, plain and with the ``freshtoken_proxy`` fixture (fake AS + MCP + proxy).
+async def pytest_cost(tests: int, rounds: int) -> dict[str, list[float]]:
+    """Median seconds per test (setup + call + teardown), plain and with ``freshtoken_proxy``.
 
-    The slope between a run of ``small`` and one of ``large`` tests: pytest's start-up and
-    session-scoped fixtures cancel out.
+    pytest itself times every test and reports it in its JUnit XML; interpreter start-up and
+    collection, which dwarf one test and vary from run to run, never enter the figure.
     """
-    slopes: dict[str, list[float]] = {"plain": [], "fixtures": []}
+    medians: dict[str, list[float]] = {"plain": [], "fixtures": []}
     with tempfile.TemporaryDirectory() as tmp:
         await asyncio.to_thread(Path(tmp, "test_bench_fixtures.py").write_text, _FIXTURE_TESTS)
         for _ in range(rounds):
             for kind in ("plain", "fixtures"):
-                times = [await _pytest(tmp, kind, n) for n in (small, large)]
-                slopes[kind].append((times[1] - times[0]) / (large - small))
-    return slopes
+                medians[kind].append(statistics.median(await _pytest(tmp, kind, tests)))
+    return medians
 
 
-async def _pytest(directory: str, kind: str, n: int) -> float:
-    start = time.perf_counter()
+async def _pytest(directory: str, kind: str, n: int) -> list[float]:
+    report = Path(directory, f"junit-{kind}.xml")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -151,6 +152,9 @@ async def _pytest(directory: str, kind: str, n: int) -> float:
         "asyncio_mode=auto",
         "-o",
         "asyncio_default_fixture_loop_scope=function",
+        "-o",
+        "junit_duration_report=total",
+        f"--junitxml={report}",
         "-k",
         f"test_{kind}",
         "test_bench_fixtures.py",
@@ -162,7 +166,8 @@ async def _pytest(directory: str, kind: str, n: int) -> float:
     output, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"pytest with {n} {kind} tests failed:\n{output.decode()[-2000:]}")
-    return time.perf_counter() - start
+    tree = await asyncio.to_thread(ElementTree.parse, report)
+    return [float(case.get("time", "nan")) for case in tree.iter("testcase")]
 
 
 async def main() -> None:

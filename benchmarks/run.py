@@ -493,15 +493,13 @@ class Bench:
             )
             if p.pytest_tests > 0:
                 self.log("harness per test through the pytest fixtures")
-                small = max(1, p.pytest_tests // 5)
-                slopes = harness.call(
+                per_test = harness.call(
                     "pytest_cost",
                     wait=600.0,
-                    small=small,
-                    large=small + p.pytest_tests,
+                    tests=p.pytest_tests,
                     rounds=max(1, min(p.rounds, 3)),
                 )
-                plain, fixtures = median(slopes["plain"]), median(slopes["fixtures"])
+                plain, fixtures = median(per_test["plain"]), median(per_test["fixtures"])
                 self.rows.append(
                     Row(
                         "pytest test with freshtoken_proxy (direct: plain test)",
