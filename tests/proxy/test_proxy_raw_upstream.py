@@ -43,3 +43,21 @@ async def test_a_client_gone_before_the_upstream_answers_closes_the_upstream_con
             with pytest.raises(asyncio.CancelledError):
                 await call
         await asyncio.wait_for(raw.disconnected.wait(), 5)
+
+
+async def test_a_malformed_upstream_response_is_a_502_that_says_so() -> None:
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, total: int
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n{}")
+        await writer.drain()
+
+    async with raw_server(script) as raw, Proxy() as proxy:
+        url = proxy.register("up", raw.origin + "/mcp", StaticTokenSource("t"))
+        async with aiohttp.ClientSession() as http:
+            payload = {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}
+            async with http.post(url, json=payload) as resp:
+                assert resp.status == 502
+                body = await resp.json()
+    assert body["id"] == 9
+    assert body["error"]["message"].startswith("target up: upstream request failed: malformed")

@@ -382,10 +382,10 @@ class Proxy(AsyncLifecycle):
                     target.ssl,
                 )
             except OSError as exc:
-                log.debug("target %s unreachable: %s", target.name, type(exc).__name__)
+                log.debug("target %s failed: %s", target.name, type(exc).__name__)
                 return self._error(
                     502,
-                    f"target {target.name}: upstream unreachable ({type(exc).__name__})",
+                    f"target {target.name}: upstream request failed: {exc or type(exc).__name__}",
                     ex.rpc_id(),
                     {"target": target.name},
                     ex.rid,
