@@ -91,3 +91,14 @@ async def test_a_hanging_wait_is_bounded_and_reported() -> None:
     result = await asyncio.wait_for(run_scenario(scenario, "proxy"), 10)
     assert [c.name for c in result.failures] == ["no_hang"]
     assert "never" in result.failures[0].reason
+
+
+async def test_a_known_expiry_is_refreshed_before_the_expired_token_is_sent() -> None:
+    scenario = next(s for s in load_catalogue() if s.name == "expiry-by-clock-with-expires-in")
+    proactive = await run_scenario(scenario, "proxy")
+    assert proactive.passed, proactive.format_failures()
+    assert proactive.timeline.count(actor="mcp", kind="auth.rejected") == 0
+
+    reactive = await run_scenario(scenario, "refresh-on-401-only")
+    assert [c.name for c in reactive.failures] == ["max_auth_rejections"]
+    assert "rejected 1 bearer(s)" in reactive.failures[0].reason

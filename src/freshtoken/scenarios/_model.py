@@ -217,7 +217,9 @@ class Invariants:
     * ``status_passed_through`` — every call with ``expect_status`` saw exactly that status;
     * ``no_refresh`` — no token request at all;
     * ``upstream_cancelled`` — the MCP server saw an abandoned stream cancelled;
-    * ``max_upstream_sends`` — the MCP server saw at most this many requests in total.
+    * ``max_upstream_sends`` — the MCP server saw at most this many requests in total;
+    * ``max_auth_rejections`` — the MCP server rejected at most this many bearers (0: the subject
+      never sent a token it could have known was expired).
     """
 
     every_call_answered: bool = True
@@ -230,6 +232,7 @@ class Invariants:
     no_refresh: bool = False
     upstream_cancelled: bool = False
     max_upstream_sends: int | None = None
+    max_auth_rejections: int | None = None
 
 
 @dataclass(frozen=True)

@@ -425,6 +425,20 @@ def _judge(
                 else [],
             )
         )
+    if inv.max_auth_rejections is not None:
+        rejected = timeline.select(actor="mcp", kind="auth.rejected")
+        checks.append(
+            _check(
+                "max_auth_rejections",
+                [
+                    f"the MCP server rejected {len(rejected)} bearer(s) "
+                    f"(> {inv.max_auth_rejections}): "
+                    + ", ".join(sorted({e.token or "none" for e in rejected}))
+                ]
+                if len(rejected) > inv.max_auth_rejections
+                else [],
+            )
+        )
     if inv.sse_in_order:
         bad = []
         for record in live:
@@ -525,6 +539,7 @@ async def _fakes(
                 clock=clock,
                 ca_path=str(ca.ca_path) if ca is not None else None,
                 client_ssl=client_ssl,
+                expires_at=None if pair.expires_in is None else clock.time() + pair.expires_in,
             )
             yield _Fakes(env, authorization, mcp, http)
 

@@ -54,7 +54,8 @@ class Environment:
     """The running fakes as a subject sees them: URLs, credentials, CA, clock and timeline.
 
     ``access_token``/``refresh_token`` were freshly issued by the fake authorization server for
-    this run; ``ca_path``/``client_ssl`` are set when the scenario runs over TLS.
+    this run (``expires_at``, on ``clock``, when the server reported ``expires_in``);
+    ``ca_path``/``client_ssl`` are set when the scenario runs over TLS.
     """
 
     scenario: Scenario
@@ -68,6 +69,7 @@ class Environment:
     clock: ManualClock
     ca_path: str | None = None
     client_ssl: ssl.SSLContext | None = None
+    expires_at: float | None = None
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -160,6 +162,7 @@ async def _through_proxy(env: Environment) -> AsyncIterator[str]:
         env.client_secret,
         refresh_token=env.refresh_token,
         access_token=env.access_token,
+        expires_at=env.expires_at,
         clock=env.clock,
         verify=env.verify,
         timeline=env.timeline,
