@@ -1,8 +1,8 @@
 """Benchmark process: the load generator.
 
 A minimal HTTP/1.1 keep-alive client on raw asyncio protocols: requests are pre-encoded bytes and
-responses are framed by ``Content-Length`` or chunked encoding, with no header objects, no JSON
-parsing and no per-request allocation beyond the body. That keeps the generator several times
+responses are framed by llhttp (``httptools``, as in the proxy's upstream hop), with no JSON
+parsing and no per-request allocation beyond the body and its few headers. That keeps the generator several times
 cheaper per request than the servers it drives, so it is not the bottleneck it measures (the run
 reports its CPU use next to theirs).
 """
@@ -19,30 +19,27 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httptools
 from _worker import command_loop
 
 PROTOCOL_VERSION = "2025-11-25"
-_HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER = range(6)
 
 BodySink = Callable[[bytes, float], None]
 
 
 class Response:
-    """Status, raw head and body of one response; header fields are parsed only when asked."""
+    """Status, headers (lower-case names) and body of one response."""
 
-    __slots__ = ("body", "head", "status")
+    __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, head: bytes, body: bytes) -> None:
+    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
         self.status = status
-        self.head = head
+        self.headers = headers
         self.body = body
 
     def header(self, name: str) -> str | None:
-        for line in self.head.decode("latin-1").split("\r\n")[1:]:
-            key, _, value = line.partition(":")
-            if key.strip().lower() == name:
-                return value.strip()
-        return None
+        value = self.headers.get(name.lower().encode())
+        return None if value is None else value.decode("latin-1")
 
 
 class Connection(asyncio.Protocol):
@@ -55,12 +52,10 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._state = _HEAD
-        self._remaining = 0
-        self._status = 0
-        self._head = b""
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
+        self._now = 0.0
         self._sink: BodySink | None = None
         self._waiter: asyncio.Future[Response] | None = None
         self._callback: Callable[[Response], None] | None = None
@@ -100,60 +95,28 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        now = time.time()
-        buffer = self._buffer
-        buffer += data
-        while buffer:
-            state = self._state
-            if state == _HEAD:
-                end = buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                self._parse_head(bytes(buffer[:end]))
-                del buffer[: end + 4]
-            elif state in (_BODY, _CHUNK_DATA):
-                piece = bytes(buffer[: self._remaining])
-                del buffer[: len(piece)]
-                self._remaining -= len(piece)
-                self._deliver(piece, now)
-                if self._remaining == 0:
-                    if state == _BODY:
-                        self._finish()
-                    else:
-                        self._state = _CHUNK_END
-            elif state == _CHUNK_END:
-                if len(buffer) < 2:
-                    return
-                del buffer[:2]
-                self._state = _CHUNK_SIZE
-            else:
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    return
-                line = bytes(buffer[:end])
-                del buffer[: end + 2]
-                if state == _CHUNK_SIZE:
-                    self._remaining = int(line.split(b";")[0], 16)
-                    self._state = _CHUNK_DATA if self._remaining else _TRAILER
-                elif not line:
-                    self._finish()
+        self._now = time.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.transport is not None:
+                self.transport.close()
+            raise ConnectionError(f"malformed response: {exc}") from None
 
-    def _parse_head(self, head: bytes) -> None:
-        self._head = head
-        self._status = int(head[9:12])
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = {}
         self._body = []
-        lower = head.lower()
-        at = lower.find(b"\r\ncontent-length:")
-        if at >= 0:
-            end = lower.find(b"\r\n", at + 2)
-            self._remaining = int(lower[at + 17 : end if end >= 0 else None])
-            self._state = _BODY
-            if self._remaining == 0:
-                self._finish()
-        elif b"\r\ntransfer-encoding: chunked" in lower:
-            self._state = _CHUNK_SIZE
-        else:
-            raise ValueError("responses must be framed by Content-Length or chunked encoding")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self._deliver(body, self._now)
+
+    def on_message_complete(self) -> None:
+        self._finish()
 
     def _deliver(self, piece: bytes, now: float) -> None:
         if self.first_body is not None and not self.first_body.done():
@@ -164,9 +127,8 @@ class Connection(asyncio.Protocol):
             self._body.append(piece)
 
     def _finish(self) -> None:
-        self._state = _HEAD
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        response = Response(self._status, self._head, body)
+        response = Response(self._parser.get_status_code(), self._headers, body)
         callback = self._callback
         if callback is not None:
             callback(response)
