@@ -44,6 +44,9 @@ class ManualClock:
             tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]
         ] = []
         self._counter = itertools.count()
+        self._sleeper_waiters: list[
+            tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]
+        ] = []
 
     def time(self) -> float:
         with self._lock:
@@ -75,13 +78,48 @@ class ManualClock:
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             heapq.heappush(self._sleepers, (self._now + delay, next(self._counter), loop, future))
+            parked = self._parked()
+            ready = [w for w in self._sleeper_waiters if w[0] <= parked]
+            for waiter in ready:
+                self._sleeper_waiters.remove(waiter)
+        for _, waiter_loop, waiter_future in ready:
+            waiter_loop.call_soon_threadsafe(_wake, waiter_future)
         await future
 
     @property
     def sleepers(self) -> int:
-        """How many tasks are sleeping on this clock (lets a test wait until a sleeper is parked)."""
+        """How many tasks are sleeping on this clock right now."""
         with self._lock:
-            return sum(1 for *_, f in self._sleepers if not f.done())
+            return self._parked()
+
+    async def wait_for_sleepers(self, count: int = 1, *, timeout: float = 5.0) -> None:
+        """Return once at least ``count`` tasks sleep on this clock; raise ``TimeoutError`` after
+        ``timeout`` real seconds.
+
+        This is how a test (or the runner) knows a timer is armed before it calls :meth:`advance`,
+        without polling. The sleepers may live on another thread's loop.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = (count, loop, future)
+        with self._lock:
+            if self._parked() >= count:
+                return
+            self._sleeper_waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            raise TimeoutError(
+                f"fewer than {count} sleeper(s) on the clock after {timeout} s"
+            ) from None
+        finally:
+            with self._lock:
+                if waiter in self._sleeper_waiters:
+                    self._sleeper_waiters.remove(waiter)
+
+    def _parked(self) -> int:
+        return sum(1 for *_, f in self._sleepers if not f.done())
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -10,8 +10,21 @@ class FreshtokenError(Exception):
 class ConfigError(FreshtokenError, ValueError):
     """A configuration, scenario file, marker argument or option value is invalid.
 
-    The message names where (file, key or argument) and why, in one line.
+    The message names where (file, key or argument) and why, in one line:
+    ``<source>: <field path>: <reason>``. ``source``, ``field`` and ``reason`` are kept as
+    attributes so callers tell error kinds apart without reading the message.
     """
+
+    source: str | None = None
+    field: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def at(cls, source: str, field: str, reason: str) -> ConfigError:
+        """The error for ``field`` of ``source``, in the one format every surface uses."""
+        error = cls(f"{source}: {field}: {reason}")
+        error.source, error.field, error.reason = source, field, reason
+        return error
 
 
 class TokenSourceError(FreshtokenError):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,9 +66,15 @@ class _Waiter:
 class Timeline:
     """An append-only, thread-safe list of :class:`Event` with awaitable predicates."""
 
-    def __init__(self, clock: _Clock | None = None) -> None:
+    def __init__(self, clock: _Clock | None = None, *, max_events: int | None = None) -> None:
+        """``max_events`` keeps only the newest events (a ring buffer for long-running servers);
+        sequence numbers keep counting, so ``since=`` stays valid after old events are dropped.
+        """
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events must be at least 1, got {max_events}")
         self._clock = clock
-        self._events: list[Event] = []
+        self._events: deque[Event] = deque(maxlen=max_events)
+        self._next_seq = 0
         # Reentrant: wait_for predicates run under the lock and may themselves query the timeline.
         self._lock = threading.RLock()
         self._waiters: list[_Waiter] = []
@@ -86,7 +94,7 @@ class Timeline:
         now = self._clock.time() if self._clock is not None else time.time()
         with self._lock:
             event = Event(
-                seq=len(self._events),
+                seq=self._next_seq,
                 time=now,
                 actor=actor,
                 kind=kind,
@@ -95,6 +103,7 @@ class Timeline:
                 status=status,
                 detail=detail,
             )
+            self._next_seq += 1
             self._events.append(event)
             ready = [w for w in self._waiters if w.predicate(event)]
             for waiter in ready:
@@ -121,7 +130,7 @@ class Timeline:
         """Events matching ``actor`` and ``kind`` (when given) with ``seq >= since``."""
         return [
             e
-            for e in self.events[since:]
+            for e in self._since(since)
             if (actor is None or e.actor == actor) and (kind is None or e.kind == kind)
         ]
 
@@ -135,7 +144,7 @@ class Timeline:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Event] = loop.create_future()
         with self._lock:
-            for event in self._events[since:]:
+            for event in self._since(since):
                 if predicate(event):
                     return event
             waiter = _Waiter(predicate, loop, future)
@@ -149,11 +158,25 @@ class Timeline:
 
     def format(self, *, since: int = 0) -> str:
         """A readable, one-event-per-line rendering (what a failing test prints)."""
-        return "\n".join(e.format() for e in self.events[since:])
+        return "\n".join(e.format() for e in self._since(since))
 
     def clear(self) -> None:
+        """Drop every event; sequence numbers keep counting, so ``since=`` marks stay valid."""
         with self._lock:
             self._events.clear()
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next event will get: a ``since=`` mark for "from now on"."""
+        with self._lock:
+            return self._next_seq
+
+    def _since(self, since: int) -> list[Event]:
+        with self._lock:
+            if not self._events:
+                return []
+            skip = max(0, since - self._events[0].seq)
+            return list(itertools.islice(self._events, skip, None))
 
 
 def _resolve(future: asyncio.Future[Event], event: Event) -> None:

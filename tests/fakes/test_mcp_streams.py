@@ -41,7 +41,7 @@ async def advance_until(h: MCPHarness, events: int) -> None:
 async def test_stream_tool_paces_on_the_clock(tls: bool) -> None:
     async with mcp_harness(tls=tls, response_mode="sse") as h:
         await h.initialize()
-        since = len(h.timeline)
+        since = h.timeline.next_seq
         async with h.client.stream(
             "POST", h.server.url, json=stream_call(3, 1), headers=h.headers()
         ) as response:

@@ -39,7 +39,7 @@ class Stack:
     url: str
 
     def since(self) -> int:
-        return len(self.timeline)
+        return self.timeline.next_seq
 
     def count(self, kind: str, since: int, actor: str = "proxy") -> int:
         return self.timeline.count(actor=actor, kind=kind, since=since)
