@@ -25,6 +25,7 @@ from freshtoken.fakes._oauth_core import (
     ClientRecord,
     CoreRequest,
     OAuthCore,
+    SeenTokenRequest,
     TokenInfo,
     TokenPair,
     TokenPolicy,
@@ -177,6 +178,14 @@ class FakeAuthorizationServer(AsyncLifecycle):
     @property
     def token_requests(self) -> int:
         return self.core.token_requests
+
+    def token_requests_seen(self, grant_type: str | None = None) -> list[SeenTokenRequest]:
+        """See :meth:`OAuthCore.token_requests_seen`."""
+        return self.core.token_requests_seen(grant_type)
+
+    def authorizations_seen(self) -> int:
+        """See :meth:`OAuthCore.authorizations_seen`."""
+        return self.core.authorizations_seen()
 
     def issue_tokens(
         self, client_id: str | None = None, *, scope: str | None = None, resource: str | None = None

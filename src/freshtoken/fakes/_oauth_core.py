@@ -34,6 +34,7 @@ __all__ = [
     "CoreRequest",
     "CoreResponse",
     "OAuthCore",
+    "SeenTokenRequest",
     "TokenInfo",
     "TokenPair",
     "TokenPolicy",
@@ -123,6 +124,24 @@ class TokenPair:
         if self.scope is not None:
             body["scope"] = self.scope
         return body
+
+
+@dataclass(frozen=True, slots=True)
+class SeenTokenRequest:
+    """One token-endpoint request as the authorization server saw it: what verdicts count.
+
+    ``status`` is None when a fault reset the connection; ``error`` is the RFC 6749 error code
+    of a refusal, or ``"fault"`` when an injected fault answered instead of the grant logic.
+    ``refresh_token`` is the fingerprint of the refresh token presented (never the token).
+    ``time`` is read from the server's clock.
+    """
+
+    grant_type: str | None
+    client_id: str | None
+    status: int | None
+    error: str | None
+    refresh_token: str | None
+    time: float
 
 
 @dataclass(frozen=True)
@@ -338,6 +357,7 @@ class OAuthCore:
         timeline: Timeline | None = None,
         policy: TokenPolicy | None = None,
         scopes_supported: Sequence[str] = ("mcp", "read", "write", "offline_access"),
+        max_seen: int = 10_000,
     ) -> None:
         self.issuer = issuer
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -346,6 +366,11 @@ class OAuthCore:
         self.scopes_supported = tuple(scopes_supported)
         self.token_requests = 0
         self.errors: list[BaseException] = []
+        # The oracle's record is bounded: a long-running server keeps the newest requests, and
+        # the counters beside it stay exact however many were dropped.
+        self._seen: deque[SeenTokenRequest] = deque(maxlen=max_seen)
+        self._seen_by_grant: dict[str | None, int] = {}
+        self._authorizations = 0
         self._lock = threading.RLock()
         self._clients: dict[str, ClientRecord] = {}
         self._access: dict[str, _Access] = {}
@@ -502,6 +527,20 @@ class OAuthCore:
             fault = _Fault(status, error, float(delay), reset, garbage)
             self._faults.append(_QueuedFault(fault, times))
 
+    def token_requests_seen(self, grant_type: str | None = None) -> list[SeenTokenRequest]:
+        """Token-endpoint requests this server answered (or reset), oldest first.
+
+        ``grant_type`` keeps only requests naming that grant. Only the newest ``max_seen``
+        requests are kept; :meth:`stats` counts every one.
+        """
+        with self._lock:
+            return [r for r in self._seen if grant_type is None or r.grant_type == grant_type]
+
+    def authorizations_seen(self) -> int:
+        """How many ``/authorize`` requests were answered with a code (an interactive login)."""
+        with self._lock:
+            return self._authorizations
+
     @property
     def faults_pending(self) -> int:
         """How many token requests the queued faults will still affect."""
@@ -629,6 +668,7 @@ class OAuthCore:
             resource=params.get("resource"),
             expires_at=self.clock.time() + _CODE_TTL,
         )
+        self._authorizations += 1
         self._emit("code.issued", token=code, client_id=client.client_id)
         return redirect(code=code)
 
@@ -657,10 +697,12 @@ class OAuthCore:
             form_error = exc
         grant_type = form.get("grant_type")
         client_id = _basic_client_id(request) or form.get("client_id")
+        presented = fingerprint(form.get("refresh_token"))
 
         if fault is not None and not fault.passes_through:
             response = fault.response()
             status = None if fault.reset else fault.status
+            self._saw(grant_type, client_id, status, "fault", presented)
             self.timeline.record(
                 ACTOR,
                 "token.request",
@@ -671,12 +713,14 @@ class OAuthCore:
             self.timeline.record(ACTOR, "fault", status=status, what=fault.what, delay=fault.delay)
             return response
 
+        error: str | None = None
         with self._buffered_events() as events:
             try:
                 if form_error is not None:
                     raise form_error
                 response = self._grant(request, form)
             except _OAuthError as exc:
+                error = exc.error
                 response = exc.response()
                 events.append(
                     (
@@ -696,12 +740,27 @@ class OAuthCore:
             grant_type=grant_type,
             client_id=client_id,
         )
+        self._saw(grant_type, client_id, response.status, error, presented)
         for kind, detail in events:
             self.timeline.record(ACTOR, kind, **detail)
         if fault is not None:
             self.timeline.record(ACTOR, "fault", what=fault.what, delay=fault.delay)
             response.delay = fault.delay
         return response
+
+    def _saw(
+        self,
+        grant_type: str | None,
+        client_id: str | None,
+        status: int | None,
+        error: str | None,
+        refresh_token: str | None,
+    ) -> None:
+        seen = SeenTokenRequest(
+            grant_type, client_id, status, error, refresh_token, self.clock.time()
+        )
+        self._seen.append(seen)
+        self._seen_by_grant[grant_type] = self._seen_by_grant.get(grant_type, 0) + 1
 
     def _grant(self, request: CoreRequest, form: dict[str, str]) -> CoreResponse:
         grant_type = form.get("grant_type")
@@ -1001,6 +1060,10 @@ class OAuthCore:
         with self._lock:
             return {
                 "token_requests": self.token_requests,
+                "token_requests_by_grant": {
+                    grant or "(none)": count for grant, count in self._seen_by_grant.items()
+                },
+                "authorizations": self._authorizations,
                 "faults_pending": self.faults_pending,
                 "access_tokens_issued": len(self._access),
                 "refresh_tokens_issued": len(self._refresh),
