@@ -12,7 +12,7 @@ from aiohttp import web
 
 from freshtoken import Timeline
 from freshtoken._serve import LoopbackSite
-from freshtoken.proxy import Proxy
+from freshtoken.proxy import Limits, Proxy
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,7 +66,7 @@ def timeline() -> Timeline:
 
 @pytest.fixture
 async def proxy(timeline: Timeline) -> AsyncIterator[Proxy]:
-    async with Proxy(timeline=timeline, sse_peek_timeout=2.0) as p:
+    async with Proxy(timeline=timeline, limits=Limits(sse_peek_timeout=2.0)) as p:
         yield p
 
 

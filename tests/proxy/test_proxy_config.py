@@ -102,7 +102,7 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.targets[0].ssl_context is not None
     proxy = config.create_proxy()
     assert proxy.secret == "fixed-secret"
-    assert proxy.max_body == 2048
+    assert proxy.limits.max_body == 2048
     ca.close()
 
 

@@ -25,7 +25,7 @@ from freshtoken.fakes import (
     Match,
     TokenPolicy,
 )
-from freshtoken.proxy import Proxy, RefreshTokenSource
+from freshtoken.proxy import Limits, Proxy, RefreshTokenSource
 
 
 @dataclass
@@ -74,7 +74,7 @@ async def running_stack(
             Proxy(
                 timeline=timeline,
                 upstream_ssl=ca.client_ssl_context() if ca else None,
-                sse_peek_timeout=peek_timeout,
+                limits=Limits(sse_peek_timeout=peek_timeout),
             ) as proxy,
             aiohttp.ClientSession() as http,
         ):

@@ -12,7 +12,13 @@ from conftest import Upstream
 from yarl import URL
 
 from freshtoken import Timeline, fingerprint
-from freshtoken.proxy import CallableTokenSource, Proxy, RefreshTokenSource, StaticTokenSource
+from freshtoken.proxy import (
+    CallableTokenSource,
+    Limits,
+    Proxy,
+    RefreshTokenSource,
+    StaticTokenSource,
+)
 
 
 async def test_forwards_method_path_query_body_and_end_to_end_headers(
@@ -158,7 +164,7 @@ async def test_body_over_limit_is_413(upstream: Upstream, chunked: bool) -> None
         yield b"x" * 600
         yield b"x" * 600
 
-    async with Proxy(max_body=1000) as proxy:
+    async with Proxy(limits=Limits(max_body=1000)) as proxy:
         url = proxy.register("up", upstream.url + "/mcp", StaticTokenSource("t"))
         async with aiohttp.ClientSession() as client:
             resp = await client.post(url, data=body() if chunked else b"x" * 1001)

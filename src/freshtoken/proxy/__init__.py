@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from freshtoken.proxy._config import ProxyConfig, TargetConfig, load_config
+from freshtoken.proxy._limits import Limits
 from freshtoken.proxy._matcher import (
     AUTH_FAILURE_CODES,
     AuthFailureMatcher,
@@ -29,6 +30,7 @@ __all__ = [
     "ClientCredentialsSource",
     "CommandTokenSource",
     "FetchedToken",
+    "Limits",
     "Proxy",
     "ProxyConfig",
     "RefreshTokenSource",

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigError
 from freshtoken._timeline import Timeline
+from freshtoken.proxy._limits import Limits
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, pattern_matcher
 from freshtoken.proxy._proxy import Proxy, valid_target_name
 from freshtoken.proxy._tokens import (
@@ -61,10 +62,12 @@ class ProxyConfig:
             secret=self.secret,
             allowed_origins=self.allowed_origins,
             matcher=self.matcher,
-            max_body=self.max_body,
-            sse_peek_bytes=self.sse_peek_bytes,
-            sse_peek_timeout=self.sse_peek_timeout,
-            connect_timeout=self.connect_timeout,
+            limits=Limits(
+                max_body=self.max_body,
+                sse_peek_bytes=self.sse_peek_bytes,
+                sse_peek_timeout=self.sse_peek_timeout,
+                connect_timeout=self.connect_timeout,
+            ),
             timeline=timeline,
         )
 

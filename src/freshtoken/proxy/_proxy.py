@@ -23,6 +23,7 @@ from freshtoken._errors import InvalidGrantError, TokenSourceError
 from freshtoken._lifecycle import AsyncLifecycle
 from freshtoken._serve import LoopbackSite, is_loopback_host
 from freshtoken._timeline import Timeline, fingerprint
+from freshtoken.proxy._limits import Limits
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, may_match
 from freshtoken.proxy._sse import FirstEventScanner
 from freshtoken.proxy._tokens import BaseTokenSource, TokenSource
@@ -108,13 +109,9 @@ class Proxy(AsyncLifecycle):
         secret: str | None = None,
         allowed_origins: Collection[str] = (),
         matcher: AuthFailureMatcher | None = None,
-        max_body: int = 1 << 20,
-        sse_peek_bytes: int = 64 * 1024,
-        sse_peek_timeout: float = 10.0,
-        json_peek_bytes: int = 64 * 1024,
+        limits: Limits | None = None,
         upstream_ssl: ssl.SSLContext | None = None,
         timeline: Timeline | None = None,
-        connect_timeout: float = 10.0,
     ) -> None:
         if not is_loopback_host(host):
             raise ValueError(f"refusing to bind {host!r}: the proxy listens on loopback only")
@@ -126,13 +123,9 @@ class Proxy(AsyncLifecycle):
         self._prefix = f"/{self.secret}/" if self.secret else "/"
         self.allowed_origins = frozenset(allowed_origins)
         self.matcher: AuthFailureMatcher = matcher or default_matcher
-        self.max_body = max_body
-        self.sse_peek_bytes = sse_peek_bytes
-        self.sse_peek_timeout = sse_peek_timeout
-        self.json_peek_bytes = json_peek_bytes
+        self.limits = limits or Limits()
         self._upstream_ssl = upstream_ssl
         self.timeline = timeline
-        self.connect_timeout = connect_timeout
         self._targets: dict[str, _Target] = {}
         self._ids = itertools.count(1)
         self._authority_ok: dict[str, bool] = {}
@@ -147,7 +140,7 @@ class Proxy(AsyncLifecycle):
         """Bind the loopback socket and open the shared upstream connection pool."""
         # The body goes to the client as the upstream encoded it; cookies stay the client's
         # (end-to-end headers, never a jar shared by every client of the proxy).
-        self._upstream = Upstream(connect_timeout=self.connect_timeout)
+        self._upstream = Upstream(connect_timeout=self.limits.connect_timeout)
         # Handler cancellation is what turns "the client went away" into closing the upstream
         # request, even while the upstream stream is idle.
         site = LoopbackSite(
@@ -206,12 +199,15 @@ class Proxy(AsyncLifecycle):
         token_source: TokenSource,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        allow_insecure_http: bool = False,
     ) -> str:
         """Serve ``upstream_url`` as target ``name``; return the local URL the client uses.
 
         The local URL is ``{url}/<name>`` followed by the upstream URL's path and query; any
         path under ``{url}/<name>`` goes to the same path on the upstream's origin.
-        ``ssl_context`` verifies this upstream (default: the proxy's ``upstream_ssl``).
+        ``ssl_context`` verifies this upstream (default: the proxy's ``upstream_ssl``). A plain
+        ``http://`` upstream off loopback would carry the bearer in clear text: refused unless
+        ``allow_insecure_http``.
         """
         if not valid_target_name(name):
             raise ValueError(f"invalid target name {name!r}: use letters, digits, '.', '_', '-'")
@@ -221,6 +217,15 @@ class Proxy(AsyncLifecycle):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
                 f"upstream URL must be http(s)://host[:port]/path, got {upstream_url!r}"
+            )
+        if (
+            parts.scheme == "http"
+            and not allow_insecure_http
+            and not is_loopback_host(parts.hostname or "")
+        ):
+            raise ValueError(
+                f"target {name!r}: refusing to send bearer tokens over plain http to "
+                f"{parts.hostname}; use https, or allow_insecure_http=True"
             )
         self._targets[name] = _Target(
             name=name,
@@ -317,15 +322,15 @@ class Proxy(AsyncLifecycle):
             return b""
         length = request.content_length
         if length is not None:
-            if length > self.max_body:
-                raise _Refused(413, f"request body over {self.max_body} bytes")
+            if length > self.limits.max_body:
+                raise _Refused(413, f"request body over {self.limits.max_body} bytes")
             return await request.content.readexactly(length)
         chunks: list[bytes] = []
         total = 0
         async for chunk in request.content.iter_any():
             total += len(chunk)
-            if total > self.max_body:
-                raise _Refused(413, f"request body over {self.max_body} bytes")
+            if total > self.limits.max_body:
+                raise _Refused(413, f"request body over {self.limits.max_body} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -458,7 +463,7 @@ class Proxy(AsyncLifecycle):
     async def _read_into(self, ex: _Exchange, upstream: UpstreamResponse) -> None:
         """Read the body into ``ex.head`` if it is small; else read a bounded head only."""
         ex.read = True
-        limit = self.json_peek_bytes
+        limit = self.limits.json_peek_bytes
         length = upstream.content_length
         if length is not None:
             if length <= limit:
@@ -480,8 +485,8 @@ class Proxy(AsyncLifecycle):
         chunks: list[bytes] = []
         total = 0
         with contextlib.suppress(TimeoutError, OSError):
-            async with asyncio.timeout(self.sse_peek_timeout):
-                while total < self.sse_peek_bytes:
+            async with asyncio.timeout(self.limits.sse_peek_timeout):
+                while total < self.limits.sse_peek_bytes:
                     chunk = await upstream.readany()
                     if not chunk:
                         break
