@@ -19,7 +19,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, TypeAdapter, ValidationError
+from pydantic import (
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+)
 
 from freshtoken._errors import ConfigError
 
@@ -46,9 +54,10 @@ MODEL_CONFIG: Final = ConfigDict(
 )
 """The configuration every schema model and dataclass uses."""
 
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Strict: a number of seconds is an int or a float, never "5" or True.
+Seconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 """A duration: finite, zero or more."""
-PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 """A duration that must be more than zero (a TTL, a timeout)."""
 Count = Annotated[StrictInt, Field(ge=0)]
 """A whole number of things, zero or more (``1.5`` and ``True`` are refused)."""
