@@ -6,6 +6,7 @@ from freshtoken._clock import Clock, ManualClock, SystemClock
 from freshtoken._errors import (
     ConfigError,
     FreshtokenError,
+    GrantInDoubtError,
     InvalidGrantError,
     InvariantViolation,
     ServerSideError,
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "Event",
     "FreshtokenError",
+    "GrantInDoubtError",
     "InvalidGrantError",
     "InvariantViolation",
     "ManualClock",

@@ -35,6 +35,12 @@ class InvalidGrantError(TokenSourceError):
     """The authorization server refused the grant (`invalid_grant` and friends): terminal, never retried."""
 
 
+class GrantInDoubtError(InvalidGrantError):
+    """A refresh grant was sent but its outcome is unknown (read timeout, connection lost after the
+    request was written): its refresh token may have been rotated, so it is never sent again.
+    Terminal, like a refused grant, until a new refresh token is set."""
+
+
 class UpstreamError(FreshtokenError, ConnectionError):
     """An upstream server could not be reached or broke the exchange."""
 

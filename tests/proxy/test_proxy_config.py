@@ -13,6 +13,7 @@ from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer
 from freshtoken.proxy import (
     ClientCredentialsSource,
     CommandTokenSource,
+    Limits,
     RefreshTokenSource,
     StaticTokenSource,
     default_matcher,
@@ -44,6 +45,7 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         sse_peek_bytes = 4096
         sse_peek_timeout = 2.5
         connect_timeout = 3
+        response_timeout = 30
 
         [matcher]
         patterns = ["session expired"]
@@ -59,21 +61,30 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         refresh_token_env = "FT_RT"
         resource = "https://mcp.example/mcp"
         store = "state/tokens.json"
+        deadline = 12.5
+        max_response_bytes = 65536
+        max_retries = 1
+        max_retry_wait = 0
+        timeout = 4
 
         [targets.b]
-        url = "http://127.0.0.1:9/mcp"
+        url = "http://mcp.internal:9/mcp"
+        allow_insecure_http = true
         [targets.b.token]
         type = "client_credentials"
-        token_endpoint = "https://as.example/token"
+        token_endpoint = "http://as.internal/token"
+        allow_insecure_http = true
         client_id = "cid"
         client_secret = "inline"
         scope = "mcp"
+        auth_method = "client_secret_post"
 
         [targets.c]
         url = "http://127.0.0.1:9/mcp"
         [targets.c.token]
         type = "command"
         command = ["print-token", "--fresh"]
+        timeout = 5
 
         [targets.d]
         url = "http://127.0.0.1:9/mcp"
@@ -85,7 +96,13 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(path)
     assert config.secret == "fixed-secret"
     assert config.allowed_origins == ("https://app.example",)
-    assert (config.max_body, config.sse_peek_bytes, config.sse_peek_timeout) == (2048, 4096, 2.5)
+    assert config.limits == Limits(
+        max_body=2048,
+        sse_peek_bytes=4096,
+        sse_peek_timeout=2.5,
+        connect_timeout=3,
+        response_timeout=30,
+    )
     assert config.matcher is not default_matcher
     assert config.matcher({"error": {"code": 1, "message": "Your session expired"}})
     kinds = {t.name: type(t.source) for t in config.targets}
@@ -95,108 +112,222 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "c": CommandTokenSource,
         "d": StaticTokenSource,
     }
-    a = config.targets[0].source
-    assert isinstance(a, RefreshTokenSource)
-    assert a.store == tmp_path / "state" / "tokens.json"
-    assert a.resource == "https://mcp.example/mcp"
-    assert config.targets[0].ssl_context is not None
+    a, b = config.targets[0], config.targets[1]
+    assert isinstance(a.source, RefreshTokenSource)
+    assert a.source.store == tmp_path / "state" / "tokens.json"
+    assert a.source.resource == "https://mcp.example/mcp"
+    assert (
+        a.source.deadline,
+        a.source.max_response_bytes,
+        a.source.max_retries,
+        a.source.max_retry_wait,
+        a.source.timeout,
+    ) == (12.5, 65536, 1, 0.0, 4.0)
+    assert a.ssl_context is not None
+    assert not a.allow_insecure_http
+    assert b.allow_insecure_http
     proxy = config.create_proxy()
     assert proxy.secret == "fixed-secret"
-    assert proxy.limits.max_body == 2048
+    assert proxy.limits is config.limits
     ca.close()
 
 
+def test_defaults(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+        [targets.a]
+        url = "https://mcp.example/mcp"
+        [targets.a.token]
+        type = "refresh_token"
+        token_endpoint = "https://as.example/token"
+        client_id = "cid"
+        refresh_token = "rt"
+        """,
+    )
+    config = load_config(path)
+    assert (config.host, config.port, config.secret) == ("127.0.0.1", 0, None)
+    assert config.limits == Limits()
+    assert config.matcher is default_matcher
+    [target] = config.targets
+    assert isinstance(target.source, RefreshTokenSource)
+    assert (
+        target.source.timeout,
+        target.source.deadline,
+        target.source.max_response_bytes,
+        target.source.max_retries,
+        target.source.max_retry_wait,
+    ) == (10.0, 30.0, 1 << 20, 3, 10.0)
+
+
+_STATIC = "\n[targets.a.token]\ntype='static'\ntoken='t'"
+_TARGET = "[targets.a]\nurl='http://127.0.0.1:9/'" + _STATIC
+_REFRESH = (
+    "[targets.a]\nurl='http://127.0.0.1:9/'\n[targets.a.token]\ntype='refresh_token'\n"
+    "token_endpoint='https://as/t'\nclient_id='c'\n"
+)
+
+
 @pytest.mark.parametrize(
-    ("text", "key", "reason"),
+    ("text", "field", "reason"),
     [
-        ("[listen\n", "", "not valid TOML"),
-        ("", "targets", "at least one"),
+        ("[listen\n", "(file)", "not valid TOML"),
+        ("", "targets", "required"),
+        ("[targets]\n", "targets", "at least 1 item"),
+        ("[listen]\nport = 'x'\n" + _TARGET, "listen.port", "valid integer"),
+        ("[listen]\nport = 70000\n" + _TARGET, "listen.port", "less than or equal to 65535"),
+        ("[listen]\nport = 80.5\n" + _TARGET, "listen.port", "valid integer"),
+        ("[listen]\nhost = '0.0.0.0'\n" + _TARGET, "listen.host", "loopback"),
+        ("[listen]\nsecret = 'a/b'\n" + _TARGET, "listen.secret", "URL-safe"),
+        ("[listen]\nbogus = 1\n" + _TARGET, "listen.bogus", "unknown key"),
+        ("[limits]\nmax_body = 0\n" + _TARGET, "limits.max_body", "greater than or equal to 1"),
+        ("[limits]\nmax_body = 1.5\n" + _TARGET, "limits.max_body", "valid integer"),
+        ("[limits]\nread_timeout = nan\n" + _TARGET, "limits.read_timeout", "finite"),
+        ("[limits]\nresponse_timeout = inf\n" + _TARGET, "limits.response_timeout", "finite"),
+        ("[limits]\nconnect_timeout = 0\n" + _TARGET, "limits.connect_timeout", "greater than 0"),
+        ("[limits]\nbogus = 1\n" + _TARGET, "limits.bogus", "unknown key"),
+        ("[bogus]\n" + _TARGET, "bogus", "unknown key"),
+        ("[targets.a]" + _STATIC, "targets.a.url", "required"),
+        ("[targets.a]\nurl='ftp://h/'" + _STATIC, "targets.a.url", "http(s)"),
+        ("[targets.a]\nurl='http://mcp.example/'" + _STATIC, "targets.a.url", "plain http"),
         (
-            "[listen]\nport = 'x'\n[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='static'\ntoken='t'",
-            "listen.port",
-            "must be an integer",
+            "[targets.a]\nurl='http://127.0.0.1/'\nallow_insecure_http = 'yes'" + _STATIC,
+            "targets.a.allow_insecure_http",
+            "valid boolean",
+        ),
+        ("[targets.a]\nurl='http://127.0.0.1/'\n", "targets.a.token", "required"),
+        (
+            "[targets.a]\nurl='http://127.0.0.1/'\n[targets.a.token]\nstatic = 1",
+            "targets.a.token.type",
+            "required",
         ),
         (
-            "[listen]\nhost = '0.0.0.0'\n[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='static'\ntoken='t'",
-            "listen.host",
-            "loopback",
-        ),
-        ("[listen]\nbogus = 1\n", "listen.bogus", "unknown key"),
-        ("[limits]\nmax_body = 0\n", "limits.max_body", "must be > 0"),
-        (
-            "[targets.a]\n[targets.a.token]\ntype='static'\ntoken='t'",
-            "targets.a.url",
-            "is required",
-        ),
-        (
-            "[targets.a]\nurl='ftp://h/'\n[targets.a.token]\ntype='static'\ntoken='t'",
-            "targets.a.url",
-            "http(s)",
-        ),
-        ("[targets.a]\nurl='http://h/'\n", "targets.a.token.type", "token table is required"),
-        (
-            "[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='magic'",
+            "[targets.a]\nurl='http://127.0.0.1/'\n[targets.a.token]\ntype='magic'",
             "targets.a.token.type",
             "must be one of",
         ),
         (
-            "[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='static'",
+            "[targets.a]\nurl='http://127.0.0.1/'\n[targets.a.token]\ntype='static'",
             "targets.a.token.token",
-            "is required",
+            "required",
         ),
+        (_TARGET.replace("token='t'", "token='two words'"), "targets.a.token.token", "b64token"),
+        (_TARGET + "\ntoken_env='FT_T'", "targets.a.token.token", "not both"),
         (
-            "[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='static'\ntoken_env='FT_UNSET_VAR'",
+            _TARGET.replace("token='t'", "token_env='FT_UNSET_VAR'"),
             "targets.a.token.token_env",
             "FT_UNSET_VAR is not set",
         ),
+        (_REFRESH, "targets.a.token.refresh_token", "required"),
+        (_REFRESH + 'refresh_token="rt\\n2"', "targets.a.token.refresh_token", "RFC 6749"),
         (
-            "[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='refresh_token'\ntoken_endpoint='https://as/t'\nclient_id='c'",
-            "targets.a.token.refresh_token",
-            "is required",
+            _REFRESH + "refresh_token='r'\nauth_method='jwt'",
+            "targets.a.token.auth_method",
+            "client_secret_basic",
         ),
         (
-            "[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='command'\ncommand=[]",
+            _REFRESH + "refresh_token='r'\ndeadline=-1",
+            "targets.a.token.deadline",
+            "greater than 0",
+        ),
+        (
+            _REFRESH + "refresh_token='r'\nmax_response_bytes=0",
+            "targets.a.token.max_response_bytes",
+            "greater than or equal to 1",
+        ),
+        (
+            _REFRESH + "refresh_token='r'\nmax_retries=1.5",
+            "targets.a.token.max_retries",
+            "valid integer",
+        ),
+        (
+            _REFRESH + "refresh_token='r'\nmax_retry_wait=nan",
+            "targets.a.token.max_retry_wait",
+            "finite",
+        ),
+        (
+            _REFRESH.replace("https://as/t", "http://as.example/t") + "refresh_token='r'",
+            "targets.a.token.token_endpoint",
+            "plain http",
+        ),
+        (
+            _REFRESH + "refresh_token='r'\nca_file='missing.pem'",
+            "targets.a.token.ca_file",
+            "no such file",
+        ),
+        (
+            "[targets.a]\nurl='http://127.0.0.1/'\n[targets.a.token]\ntype='client_credentials'\n"
+            "token_endpoint='https://as/t'\nclient_id='c'",
+            "targets.a.token.client_secret",
+            "required",
+        ),
+        (
+            "[targets.a]\nurl='http://127.0.0.1/'\n[targets.a.token]\ntype='command'\ncommand=[]",
             "targets.a.token.command",
-            "non-empty",
+            "at least 1 item",
         ),
         (
-            "[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='static'\ntoken='t'\nextra=1",
-            "targets.a.token.extra",
-            "unknown key",
+            "[targets.a]\nurl='http://127.0.0.1/'\n[targets.a.token]\ntype='command'\n"
+            "command=['x']\ntimeout=0",
+            "targets.a.token.timeout",
+            "greater than 0",
         ),
+        (_TARGET + "\nextra=1", "targets.a.token.extra", "unknown key"),
         (
-            "[targets._control]\nurl='http://h/'\n[targets._control.token]\ntype='static'\ntoken='t'",
+            "[targets._control]\nurl='http://127.0.0.1/'\n[targets._control.token]\n"
+            "type='static'\ntoken='t'",
             "targets._control",
             "invalid target name",
         ),
         (
-            "[matcher]\nfunction='nope_no_module:f'\n[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='static'\ntoken='t'",
+            "[matcher]\nfunction='nope_no_module:f'\n" + _TARGET,
             "matcher.function",
             "cannot import",
         ),
+        ("[matcher]\nfunction='no_colon'\n" + _TARGET, "matcher.function", "module:function"),
         (
-            "[matcher]\npatterns=['(']\n[targets.a]\nurl='http://h/'\n[targets.a.token]\ntype='static'\ntoken='t'",
-            "matcher.patterns",
-            "invalid",
+            "[matcher]\nfunction='m:f'\npatterns=['x']\n" + _TARGET,
+            "matcher.function",
+            "not both",
         ),
+        ("[matcher]\npatterns=['(']\n" + _TARGET, "matcher.patterns[0]", "regular expression"),
     ],
 )
 def test_bad_configs_name_file_key_and_reason(
-    tmp_path: Path, text: str, key: str, reason: str
+    tmp_path: Path, text: str, field: str, reason: str
 ) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    message = str(info.value)
+    error = info.value
+    message = str(error)
     assert "\n" not in message
-    assert message.startswith(f"{path}: {key}")
-    assert reason in message
+    assert (error.source, error.field) == (str(path), field)
+    assert error.reason is not None
+    assert reason in error.reason
+    assert message == f"{path}: {field}: {error.reason}"
+
+
+def test_a_store_with_a_malformed_refresh_token_is_a_config_error(tmp_path: Path) -> None:
+    store = tmp_path / "tokens.json"
+    store.write_text('{"refresh_token": "rt\\r\\nX"}')
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        "[targets.a]\nurl='http://127.0.0.1:9/'\n[targets.a.token]\ntype='refresh_token'\n"
+        f"token_endpoint='https://as/t'\nclient_id='c'\nstore='{store}'\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.field == "targets.a.token.store"
+    assert "RFC 6749" in str(info.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "absent.toml")
+    assert info.value.field == "(file)"
+    assert "No such file" in str(info.value)
 
 
 def test_matcher_function_is_imported(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from freshtoken._errors import ConfigError
+from freshtoken import ConfigError
 from freshtoken.cli._signals import stop_requested
-from freshtoken.proxy._config import ProxyConfig, load_config
+from freshtoken.proxy import ProxyConfig, load_config
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -26,9 +28,27 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--config", required=True, type=Path, metavar="FILE")
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log requests and refreshes to stderr"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help=(
+            "-v: freshtoken's own debug log (requests, refreshes; fingerprints only) on stderr; "
+            "-vv: also the libraries' debug log (aiohttp, httpx, httpcore, asyncio)"
+        ),
     )
     parser.set_defaults(func=run)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Warnings and errors always; freshtoken's debug lines from ``-v``; everyone's from ``-vv``.
+
+    Third-party debug output is noisy and, at the wire level, describes traffic in detail: it is
+    shown only when asked for twice.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbosity >= 2 else logging.WARNING, format=_FORMAT)
+    if verbosity >= 1:
+        logging.getLogger("freshtoken").setLevel(logging.DEBUG)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +58,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"freshtoken proxy: {exc}", file=sys.stderr)
         return 2
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(args.verbose)
     try:
-        return asyncio.run(_serve(config))
+        return asyncio.run(_serve(config), debug=args.verbose >= 2)
     except OSError as exc:
         print(f"freshtoken proxy: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1

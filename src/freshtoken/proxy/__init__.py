@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from freshtoken.proxy._config import ProxyConfig, TargetConfig, load_config
+from freshtoken.proxy._grants import ClientCredentialsSource, RefreshTokenSource
 from freshtoken.proxy._limits import Limits
 from freshtoken.proxy._matcher import (
     AUTH_FAILURE_CODES,
@@ -14,10 +15,8 @@ from freshtoken.proxy._proxy import Proxy
 from freshtoken.proxy._tokens import (
     BaseTokenSource,
     CallableTokenSource,
-    ClientCredentialsSource,
     CommandTokenSource,
     FetchedToken,
-    RefreshTokenSource,
     StaticTokenSource,
     TokenSource,
 )

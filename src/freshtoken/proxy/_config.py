@@ -1,28 +1,58 @@
-"""The proxy's TOML configuration file (``freshtoken proxy --config FILE``)."""
+"""The proxy's TOML configuration file (``freshtoken proxy --config FILE``).
+
+The file's shape is declared once, as pydantic models on the shared schema layer
+(:mod:`freshtoken._schema`): one rule per field, unknown keys refused, finite numbers only, and
+every problem reported as one line ``<file>: <key path>: <reason>``. The ``[limits]`` table *is*
+:class:`~freshtoken.proxy.Limits`; a token table is validated by the model its ``type`` names.
+What a model cannot see (environment variables, files, the matcher import) is checked right
+after, with the same error format and the exact key.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import ssl
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from freshtoken._errors import ConfigError
+from pydantic import AfterValidator, BaseModel, Field, StrictInt
+
+from freshtoken._errors import ConfigError, TokenSourceError
+from freshtoken._schema import (
+    MODEL_CONFIG,
+    Count,
+    Flag,
+    PositiveCount,
+    PositiveSeconds,
+    Seconds,
+    load_toml,
+    parse,
+)
+from freshtoken._serve import is_loopback_host
 from freshtoken._timeline import Timeline
+from freshtoken.proxy._grants import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_WAIT,
+    DEFAULT_TIMEOUT,
+    ClientCredentialsSource,
+    RefreshTokenSource,
+)
 from freshtoken.proxy._limits import Limits
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, pattern_matcher
 from freshtoken.proxy._proxy import Proxy, valid_target_name
 from freshtoken.proxy._tokens import (
-    ClientCredentialsSource,
     CommandTokenSource,
-    RefreshTokenSource,
     StaticTokenSource,
     TokenSource,
+    valid_access_token,
+    valid_refresh_token,
 )
 
 __all__ = ["ProxyConfig", "TargetConfig", "load_config"]
@@ -36,6 +66,7 @@ class TargetConfig:
     url: str
     source: TokenSource
     ssl_context: ssl.SSLContext | None = None
+    allow_insecure_http: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +78,7 @@ class ProxyConfig:
     port: int
     secret: str | None
     allowed_origins: tuple[str, ...]
-    max_body: int
-    sse_peek_bytes: int
-    sse_peek_timeout: float
-    connect_timeout: float
+    limits: Limits
     matcher: AuthFailureMatcher
     targets: tuple[TargetConfig, ...]
 
@@ -62,275 +90,376 @@ class ProxyConfig:
             secret=self.secret,
             allowed_origins=self.allowed_origins,
             matcher=self.matcher,
-            limits=Limits(
-                max_body=self.max_body,
-                sse_peek_bytes=self.sse_peek_bytes,
-                sse_peek_timeout=self.sse_peek_timeout,
-                connect_timeout=self.connect_timeout,
-            ),
+            limits=self.limits,
             timeline=timeline,
         )
 
     def register_all(self, proxy: Proxy) -> dict[str, str]:
         """Register every target on a running ``proxy``; return name → local URL."""
         return {
-            t.name: proxy.register(t.name, t.url, t.source, ssl_context=t.ssl_context)
+            t.name: proxy.register(
+                t.name,
+                t.url,
+                t.source,
+                ssl_context=t.ssl_context,
+                allow_insecure_http=t.allow_insecure_http,
+            )
             for t in self.targets
         }
 
 
-class _Table:
-    """A TOML table that remembers its dotted key, so every error names file and key."""
+# ---- field rules ------------------------------------------------------------------------------
 
-    def __init__(self, file: Path, key: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{file}: {key}: must be a table")
-        self.file = file
-        self.key = key
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def where(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def fail(self, name: str, reason: str) -> ConfigError:
-        return ConfigError(f"{self.file}: {self.where(name)}: {reason}")
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.fail(name, f"must be {_kind_name(kind)}, got a boolean")
-        if not isinstance(value, kind):
-            raise self.fail(name, f"must be {_kind_name(kind)}, got {type(value).__name__}")
-        return value
-
-    def require(self, name: str, kind: type | tuple[type, ...]) -> Any:
-        value = self.get(name, kind)
-        if value is None:
-            raise self.fail(name, "is required")
-        return value
-
-    def positive(self, name: str, default: float, kind: type | tuple[type, ...]) -> Any:
-        value = self.get(name, kind, default)
-        if value <= 0:
-            raise self.fail(name, f"must be > 0, got {value}")
-        return value
-
-    def table(self, name: str) -> _Table:
-        self.used.add(name)
-        return _Table(self.file, self.where(name), self.data.get(name, {}))
-
-    def secret(self, name: str, *, required: bool) -> str | None:
-        """``name`` inline, or ``name_env`` naming an environment variable (not both)."""
-        inline: str | None = self.get(name, str)
-        env_name: str | None = self.get(f"{name}_env", str)
-        if inline is not None and env_name is not None:
-            raise self.fail(name, f"give {name} or {name}_env, not both")
-        if env_name is not None:
-            value = os.environ.get(env_name)
-            if not value:
-                raise self.fail(f"{name}_env", f"environment variable {env_name} is not set")
-            return value
-        if inline is None and required:
-            raise self.fail(name, f"is required (or {name}_env)")
-        return inline
-
-    def path(self, name: str) -> Path | None:
-        value = self.get(name, str)
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.file.parent / path
-
-    def check_unknown(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key")
+# The proxy's own rule for its capability secret: one URL path segment, no escaping needed.
+_SECRET: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
 
 
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        bool: "a boolean",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
+def _loopback(host: str) -> str:
+    if not is_loopback_host(host):
+        raise ValueError(
+            f"must be a loopback address (the proxy listens on loopback only), got {host!r}"
+        )
+    return host
+
+
+def _url_safe_secret(secret: str) -> str:
+    if secret and not _SECRET.fullmatch(secret):
+        raise ValueError("must be URL-safe (letters, digits, '-', '_', '.', '~'), or \"\" for none")
+    return secret
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http(s) URL, got {url!r}")
+    return url
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return pattern
+
+
+def _dotted(name: str) -> str:
+    module, sep, attr = name.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"must be 'module:function', got {name!r}")
+    return name
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class _Listen(BaseModel):
+    model_config = MODEL_CONFIG
+
+    host: Annotated[str, AfterValidator(_loopback)] = "127.0.0.1"
+    port: Annotated[StrictInt, Field(ge=0, le=65535)] = 0
+    secret: Annotated[str, AfterValidator(_url_safe_secret)] | None = None
+    allowed_origins: tuple[Text, ...] = ()
+
+
+class _Matcher(BaseModel):
+    model_config = MODEL_CONFIG
+
+    patterns: tuple[Annotated[str, AfterValidator(_regex)], ...] = ()
+    include_default: Flag = True
+    function: Annotated[str, AfterValidator(_dotted)] | None = None
+
+
+class _Target(BaseModel):
+    model_config = MODEL_CONFIG
+
+    url: HttpUrl
+    ca_file: Text | None = None
+    allow_insecure_http: Flag = False
+    # Validated in a second step by the model its ``type`` names, so errors keep the file's path.
+    token: dict[str, Any]
+
+
+class _File(BaseModel):
+    model_config = MODEL_CONFIG
+
+    listen: _Listen = Field(default_factory=_Listen)
+    limits: Limits = Field(default_factory=Limits)
+    matcher: _Matcher = Field(default_factory=_Matcher)
+    targets: Annotated[dict[str, _Target], Field(min_length=1)]
+
+
+class _StaticToken(BaseModel):
+    model_config = MODEL_CONFIG
+
+    type: Literal["static"]
+    token: Text | None = None
+    token_env: Text | None = None
+
+
+class _CommandToken(BaseModel):
+    model_config = MODEL_CONFIG
+
+    type: Literal["command"]
+    command: Annotated[tuple[Text, ...], Field(min_length=1)]
+    timeout: PositiveSeconds = 30.0
+
+
+class _Grant(BaseModel):
+    model_config = MODEL_CONFIG
+
+    token_endpoint: HttpUrl
+    client_id: Text
+    client_secret: Text | None = None
+    client_secret_env: Text | None = None
+    scope: Text | None = None
+    resource: Text | None = None
+    ca_file: Text | None = None
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    allow_insecure_http: Flag = False
+    max_retries: Count = DEFAULT_MAX_RETRIES
+    timeout: PositiveSeconds = DEFAULT_TIMEOUT
+    deadline: PositiveSeconds = DEFAULT_DEADLINE
+    max_response_bytes: PositiveCount = DEFAULT_MAX_RESPONSE_BYTES
+    max_retry_wait: Seconds = DEFAULT_MAX_RETRY_WAIT
+
+
+class _RefreshGrant(_Grant):
+    type: Literal["refresh_token"]
+    refresh_token: Text | None = None
+    refresh_token_env: Text | None = None
+    store: Text | None = None
+
+
+class _ClientCredentialsGrant(_Grant):
+    type: Literal["client_credentials"]
+
+
+_TOKEN_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "static": _StaticToken,
+    "refresh_token": _RefreshGrant,
+    "client_credentials": _ClientCredentialsGrant,
+    "command": _CommandToken,
+}
+
+
+# ---- loading ----------------------------------------------------------------------------------
 
 
 def load_config(path: str | Path) -> ProxyConfig:
-    """Read and validate a proxy configuration file.
+    """Read and validate a proxy configuration file and build its token sources.
 
-    Raises :class:`~freshtoken.ConfigError` with one line naming the file, the key and the reason.
+    Raises :class:`~freshtoken.ConfigError` with one line ``<file>: <key path>: <reason>``
+    (``.source``, ``.field`` and ``.reason`` hold the parts).
     """
     file = Path(path)
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    root = _Table(file, "", raw)
-    listen = root.table("listen")
-    limits = root.table("limits")
-    matcher = _matcher(root.table("matcher"))
-    targets_table = root.table("targets")
-    root.check_unknown()
-
-    host = listen.get("host", str, "127.0.0.1")
-    port = listen.get("port", int, 0)
-    if not 0 <= port <= 65535:
-        raise listen.fail("port", f"must be 0..65535, got {port}")
-    secret = listen.get("secret", str)
-    origins = listen.get("allowed_origins", list, [])
-    if not all(isinstance(o, str) for o in origins):
-        raise listen.fail("allowed_origins", "must be a list of strings")
-    listen.check_unknown()
-
-    settings = {
-        "max_body": limits.positive("max_body", 1 << 20, int),
-        "sse_peek_bytes": limits.positive("sse_peek_bytes", 64 * 1024, int),
-        "sse_peek_timeout": float(limits.positive("sse_peek_timeout", 10.0, (int, float))),
-        "connect_timeout": float(limits.positive("connect_timeout", 10.0, (int, float))),
-    }
-    limits.check_unknown()
-
-    targets = tuple(_target(targets_table.table(name), name) for name in sorted(targets_table.data))
-    if not targets:
-        raise root.fail("targets", "at least one [targets.NAME] table is required")
-    config = ProxyConfig(
+    where = _Where(file)
+    model: _File = parse(_File, load_toml(file), source=where.source)
+    matcher = _matcher(where, model.matcher)
+    targets = tuple(_target(where, name, model.targets[name]) for name in sorted(model.targets))
+    return ProxyConfig(
         path=file,
-        host=host,
-        port=port,
-        secret=secret,
-        allowed_origins=tuple(origins),
+        host=model.listen.host,
+        port=model.listen.port,
+        secret=model.listen.secret,
+        allowed_origins=model.listen.allowed_origins,
+        limits=model.limits,
         matcher=matcher,
         targets=targets,
-        **settings,
     )
-    try:
-        config.create_proxy()
-    except ValueError as exc:
-        raise listen.fail("host" if "bind" in str(exc) else "secret", str(exc)) from None
-    return config
 
 
-def _matcher(table: _Table) -> AuthFailureMatcher:
-    patterns = table.get("patterns", list, [])
-    if not all(isinstance(p, str) for p in patterns):
-        raise table.fail("patterns", "must be a list of strings (regular expressions)")
-    include_default = table.get("include_default", bool, True)
-    function = table.get("function", str)
-    table.check_unknown()
-    if function is not None:
-        if patterns:
-            raise table.fail("function", "give patterns or function, not both")
-        return _import_matcher(table, function)
-    if not patterns and include_default:
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """The file being loaded: builds errors and resolves paths relative to it."""
+
+    file: Path
+
+    @property
+    def source(self) -> str:
+        return str(self.file)
+
+    def error(self, field: str, reason: str) -> ConfigError:
+        return ConfigError.at(self.source, field, reason)
+
+    def path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.file.parent / path
+
+    def secret(
+        self,
+        table: BaseModel,
+        prefix: str,
+        name: str,
+        *,
+        required: bool,
+        valid: Callable[[str], bool],
+        syntax: str,
+    ) -> str | None:
+        """``name`` given inline, or ``name_env`` naming an environment variable (not both)."""
+        inline: str | None = getattr(table, name)
+        env_name: str | None = getattr(table, f"{name}_env")
+        if inline is not None and env_name is not None:
+            raise self.error(f"{prefix}.{name}", f"give {name} or {name}_env, not both")
+        if env_name is not None:
+            value = os.environ.get(env_name)
+            if not value:
+                raise self.error(
+                    f"{prefix}.{name}_env", f"environment variable {env_name} is not set"
+                )
+            if not valid(value):
+                raise self.error(
+                    f"{prefix}.{name}_env",
+                    f"environment variable {env_name} does not hold {syntax}",
+                )
+            return value
+        if inline is None:
+            if required:
+                raise self.error(f"{prefix}.{name}", f"required (or {name}_env)")
+            return None
+        if not valid(inline):
+            raise self.error(f"{prefix}.{name}", f"must be {syntax}")
+        return inline
+
+    def ssl_context(self, field: str, value: str | None) -> ssl.SSLContext | None:
+        if value is None:
+            return None
+        ca_file = self.path(value)
+        try:
+            return ssl.create_default_context(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise self.error(field, f"cannot load CA bundle {ca_file}: {reason}") from None
+
+    def insecure(self, field: str, url: str, allowed: bool, what: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not allowed and not is_loopback_host(parts.hostname or ""):
+            raise self.error(
+                field,
+                f"plain http to {parts.hostname} would carry {what} in clear text; use https, "
+                "or set allow_insecure_http = true",
+            )
+
+
+def _matcher(where: _Where, table: _Matcher) -> AuthFailureMatcher:
+    if table.function is not None:
+        if table.patterns:
+            raise where.error("matcher.function", "give patterns or function, not both")
+        return _import_matcher(where, table.function)
+    if not table.patterns and table.include_default:
         return default_matcher
-    try:
-        return pattern_matcher(patterns, include_default=include_default)
-    except Exception as exc:
-        raise table.fail("patterns", f"invalid: {exc}") from None
+    return pattern_matcher(table.patterns, include_default=table.include_default)
 
 
-def _import_matcher(table: _Table, dotted: str) -> AuthFailureMatcher:
-    module_name, sep, attr = dotted.partition(":")
-    if not sep or not module_name or not attr:
-        raise table.fail("function", f"must be 'module:function', got {dotted!r}")
+def _import_matcher(where: _Where, dotted: str) -> AuthFailureMatcher:
+    module_name, _, attr = dotted.partition(":")
     try:
         found: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             found = getattr(found, part)
     except (ImportError, AttributeError) as exc:
-        raise table.fail("function", f"cannot import {dotted!r}: {exc}") from None
+        raise where.error("matcher.function", f"cannot import {dotted!r}: {exc}") from None
     if not callable(found):
-        raise table.fail("function", f"{dotted!r} is not callable")
+        raise where.error("matcher.function", f"{dotted!r} is not callable")
     matcher: Callable[[Any], bool] = found
     return matcher
 
 
-def _target(table: _Table, name: str) -> TargetConfig:
+def _target(where: _Where, name: str, table: _Target) -> TargetConfig:
+    prefix = f"targets.{name}"
     if not valid_target_name(name):
-        raise ConfigError(
-            f"{table.file}: {table.key}: invalid target name (letters, digits, '.', '_', '-')"
+        raise where.error(
+            prefix, "invalid target name (letters, digits, '.', '_', '-', '~'; not _control)"
         )
-    url = table.require("url", str)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise table.fail("url", f"must be an http(s) URL, got {url!r}")
-    ca_file = table.path("ca_file")
-    token = table.table("token")
-    table.check_unknown()
-    upstream_ssl = _ssl_context(table, "ca_file", ca_file)
-    source = _token_source(token)
-    token.check_unknown()
-    return TargetConfig(name=name, url=url, source=source, ssl_context=upstream_ssl)
+    where.insecure(f"{prefix}.url", table.url, table.allow_insecure_http, "bearer tokens")
+    return TargetConfig(
+        name=name,
+        url=table.url,
+        source=_token_source(where, f"{prefix}.token", table.token),
+        ssl_context=where.ssl_context(f"{prefix}.ca_file", table.ca_file),
+        allow_insecure_http=table.allow_insecure_http,
+    )
 
 
-def _ssl_context(table: _Table, key: str, ca_file: Path | None) -> ssl.SSLContext | None:
-    if ca_file is None:
-        return None
-    try:
-        return ssl.create_default_context(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise table.fail(key, f"cannot load CA bundle {ca_file}: {exc}") from None
+def _token_source(where: _Where, prefix: str, data: dict[str, Any]) -> TokenSource:
+    kinds = " | ".join(_TOKEN_MODELS)
+    kind = data.get("type")
+    if kind is None:
+        raise where.error(f"{prefix}.type", f"required ({kinds})")
+    if not isinstance(kind, str) or kind not in _TOKEN_MODELS:
+        raise where.error(f"{prefix}.type", f"must be one of {kinds}, got {kind!r}")
+    table: BaseModel = parse(_TOKEN_MODELS[kind], data, source=where.source, prefix=prefix)
+    if isinstance(table, _StaticToken):
+        token = where.secret(
+            table,
+            prefix,
+            "token",
+            required=True,
+            valid=valid_access_token,
+            syntax="an RFC 6750 b64token",
+        )
+        assert token is not None
+        return StaticTokenSource(token)
+    if isinstance(table, _CommandToken):
+        return CommandTokenSource(table.command, timeout=table.timeout)
+    assert isinstance(table, _Grant)
+    return _grant_source(where, prefix, table)
 
 
-_TOKEN_TYPES = ("static", "refresh_token", "client_credentials", "command")
-
-
-def _token_source(table: _Table) -> TokenSource:
-    if not table.data:
-        raise table.fail("type", f"a token table is required (type = {' | '.join(_TOKEN_TYPES)})")
-    kind = table.require("type", str)
-    if kind == "static":
-        return StaticTokenSource(table.secret("token", required=True) or "")
-    if kind == "command":
-        argv = table.require("command", list)
-        if not argv or not all(isinstance(a, str) for a in argv):
-            raise table.fail("command", "must be a non-empty list of strings (argv)")
-        timeout = float(table.positive("timeout", 30.0, (int, float)))
-        return CommandTokenSource(argv, timeout=timeout)
-    if kind not in ("refresh_token", "client_credentials"):
-        raise table.fail("type", f"must be one of {', '.join(_TOKEN_TYPES)}, got {kind!r}")
-    endpoint = table.require("token_endpoint", str)
-    client_id = table.require("client_id", str)
-    ca_file = table.path("ca_file")
-    common: dict[str, Any] = {
-        "scope": table.get("scope", str),
-        "resource": table.get("resource", str),
-        "verify": ca_file if ca_file is not None else True,
-        "max_retries": table.get("max_retries", int, 3),
-        "timeout": float(table.positive("timeout", 10.0, (int, float))),
-        "auth_method": table.get("auth_method", str, "client_secret_basic"),
-    }
-    if common["auth_method"] not in ("client_secret_basic", "client_secret_post"):
-        raise table.fail("auth_method", "must be client_secret_basic or client_secret_post")
-    if common["max_retries"] < 0:
-        raise table.fail("max_retries", "must be >= 0")
+def _grant_source(where: _Where, prefix: str, table: _Grant) -> TokenSource:
+    where.insecure(
+        f"{prefix}.token_endpoint",
+        table.token_endpoint,
+        table.allow_insecure_http,
+        "client credentials and refresh tokens",
+    )
+    ca_file = where.path(table.ca_file) if table.ca_file is not None else None
     if ca_file is not None and not ca_file.is_file():
-        raise table.fail("ca_file", f"no such file {ca_file}")
-    if kind == "client_credentials":
-        secret = table.secret("client_secret", required=True) or ""
-        return ClientCredentialsSource(endpoint, client_id, secret, **common)
-    secret_or_none = table.secret("client_secret", required=False)
-    store = table.path("store")
-    has_store = store is not None and store.exists()
-    refresh_token = table.secret("refresh_token", required=not has_store)
+        raise where.error(f"{prefix}.ca_file", f"no such file {ca_file}")
+    common: dict[str, Any] = {
+        "scope": table.scope,
+        "resource": table.resource,
+        "verify": ca_file if ca_file is not None else True,
+        "auth_method": table.auth_method,
+        "allow_insecure_http": table.allow_insecure_http,
+        "max_retries": table.max_retries,
+        "timeout": table.timeout,
+        "deadline": table.deadline,
+        "max_response_bytes": table.max_response_bytes,
+        "max_retry_wait": table.max_retry_wait,
+    }
+    client_secret = where.secret(
+        table,
+        prefix,
+        "client_secret",
+        required=isinstance(table, _ClientCredentialsGrant),
+        valid=bool,
+        syntax="a secret",
+    )
+    if isinstance(table, _ClientCredentialsGrant):
+        assert client_secret is not None
+        return ClientCredentialsSource(
+            table.token_endpoint, table.client_id, client_secret, **common
+        )
+    assert isinstance(table, _RefreshGrant)
+    store = where.path(table.store) if table.store is not None else None
+    refresh_token = where.secret(
+        table,
+        prefix,
+        "refresh_token",
+        required=store is None or not store.exists(),
+        valid=valid_refresh_token,
+        syntax="a refresh token (printable ASCII, RFC 6749)",
+    )
     try:
         return RefreshTokenSource(
-            endpoint,
-            client_id,
-            secret_or_none,
+            table.token_endpoint,
+            table.client_id,
+            client_secret,
             refresh_token=refresh_token,
             store=store,
             **common,
         )
-    except Exception as exc:
-        raise table.fail("store", str(exc)) from None
+    except TokenSourceError as exc:
+        raise where.error(f"{prefix}.store", str(exc)) from None
