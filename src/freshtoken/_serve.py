@@ -30,13 +30,14 @@ class LoopbackSite:
     """An aiohttp app bound to a loopback address (port 0 picks a free port).
 
     ``app`` may also be a bare request handler, served without a router or middlewares (what
-    a proxy wants on its hot path). ``handler_cancellation=True`` cancels a handler whose client
-    disconnected, even while the handler is waiting on something else.
+    a proxy wants on its hot path), or a ready low-level ``web.Server``.
+    ``handler_cancellation=True`` cancels a handler whose client disconnected, even while the
+    handler is waiting on something else.
     """
 
     def __init__(
         self,
-        app: web.Application | Handler,
+        app: web.Application | web.Server | Handler,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -75,8 +76,12 @@ class LoopbackSite:
                 handler_cancellation=self._handler_cancellation,
             )
         else:
-            server = web.Server(
-                self._app, handler_cancellation=self._handler_cancellation, access_log=None
+            server = (
+                self._app
+                if isinstance(self._app, web.Server)
+                else web.Server(
+                    self._app, handler_cancellation=self._handler_cancellation, access_log=None
+                )
             )
             runner = web.ServerRunner(
                 server, handle_signals=False, shutdown_timeout=self._shutdown_timeout

@@ -11,6 +11,19 @@ from proxy_raw_server import raw_server, reply
 from freshtoken.proxy import Proxy, StaticTokenSource
 
 
+class _RawSource:
+    """A token source outside the built-in ones: the proxy checks what it hands out."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def token(self) -> str:
+        return self._token
+
+    async def refresh(self, stale: str | None) -> str:
+        return self._token
+
+
 async def test_a_token_with_a_line_break_is_refused_not_sent() -> None:
     async def script(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, total: int
@@ -19,7 +32,7 @@ async def test_a_token_with_a_line_break_is_refused_not_sent() -> None:
         await writer.drain()
 
     async with raw_server(script) as raw, Proxy() as proxy:
-        url = proxy.register("up", raw.origin + "/mcp", StaticTokenSource("t\r\nX-Evil: 1"))
+        url = proxy.register("up", raw.origin + "/mcp", _RawSource("t\r\nX-Evil: 1"))
         async with aiohttp.ClientSession() as http, http.post(url, data=b"{}") as resp:
             assert resp.status == 503
     assert raw.requests == []
