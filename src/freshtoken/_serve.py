@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["LoopbackSite", "is_loopback_host"]
+__all__ = ["LoopbackSite", "is_loopback_host", "reset_connection"]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -21,6 +23,19 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def reset_connection(request: web.BaseRequest) -> None:
+    """Drop the request's connection with a TCP reset (what a "reset" fault means to a client)."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # SO_LINGER with a zero timeout turns the close into a TCP RST: the client sees a reset.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]

@@ -36,11 +36,11 @@ def test_fault_plan_and_clock(downstream: pytest.Pytester) -> None:
     downstream.makepyfile(
         """
         import pytest
-        from freshtoken.fakes import Action, Fault, Match
+        from freshtoken.fakes import AuthFailed200, Fault, Match
 
         async def test_auth_failed_in_200_is_replayed(freshtoken_client, freshtoken_faults,
                                                        freshtoken_timeline):
-            freshtoken_faults.add(Fault(Match(tool="echo"), Action("auth-failed-200", shape="posthog")))
+            freshtoken_faults.add(Fault(Match(tool="echo"), AuthFailed200(shape="posthog")))
             outcome = await freshtoken_client.call("echo", {"text": "hi"})
             assert outcome.ok
             assert freshtoken_timeline.count(actor="proxy", kind="auth.failure") == 1

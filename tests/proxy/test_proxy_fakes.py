@@ -17,12 +17,15 @@ from conftest import RawMCPClient, sse_messages, text_of
 
 from freshtoken import ManualClock, Timeline, fingerprint
 from freshtoken.fakes import (
-    Action,
+    ACTION_TYPES,
+    CutStream,
     FakeAuthorizationServer,
     FakeCA,
     FakeMCPServer,
     Fault,
     Match,
+    Status401,
+    Status403Scope,
     TokenPolicy,
 )
 from freshtoken.proxy import Limits, Proxy, RefreshTokenSource
@@ -103,7 +106,7 @@ async def running_stack(
 async def test_persistent_401_gives_exactly_two_sends_and_one_refresh(tls: bool) -> None:
     async with running_stack(tls=tls) as s:
         await s.client.initialize()
-        s.mcp.faults.add(Fault(Match(tool="echo"), Action("status-401"), times=2))
+        s.mcp.faults.add(Fault(Match(tool="echo"), Status401(), times=2))
         mark = s.since()
         status, _ = await s.client.call("echo", {"text": "hi"})
         assert status == 401
@@ -166,7 +169,7 @@ async def test_200_concurrent_requests_on_one_rotation_cause_one_token_request()
 async def test_403_insufficient_scope_passes_through_without_refresh() -> None:
     async with running_stack() as s:
         await s.client.initialize()
-        s.mcp.faults.add(Fault(Match(tool="echo"), Action("status-403-scope", scope="admin")))
+        s.mcp.faults.add(Fault(Match(tool="echo"), Status403Scope(scope="admin")))
         mark = s.since()
         before = s.auth.token_requests
         resp = await s.client.http.post(
@@ -314,9 +317,7 @@ async def test_stateless_revision_client_disconnect_cancels_the_upstream_request
 async def test_upstream_cut_mid_stream_ends_the_client_response() -> None:
     async with running_stack(response_mode="sse") as s:
         await s.client.initialize()
-        s.mcp.faults.add(
-            Fault(Match(tool="stream", sse_event=1), Action("cut-stream", mode="reset"))
-        )
+        s.mcp.faults.add(Fault(Match(tool="stream", sse_event=1), CutStream(mode="reset")))
         status, reply = await asyncio.wait_for(s.client.call("stream", {"count": 3}), 10)
         assert status == 200
         assert reply is None
@@ -355,7 +356,7 @@ async def test_a_whole_run_logs_no_raw_token(
         secrets_seen.add(s.proxy.secret)
         await s.client.initialize()
         for style in ("status-401", "auth-failed-200"):
-            s.mcp.faults.add(Fault(Match(tool="echo"), Action(style)))
+            s.mcp.faults.add(Fault(Match(tool="echo"), ACTION_TYPES[style]()))
             await s.client.call("echo", {"text": "x"})
             secrets_seen.add(s.source.current or "")
             secrets_seen.add(store.read_text())

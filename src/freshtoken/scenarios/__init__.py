@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from freshtoken.scenarios._client import CallOutcome, McpClient
+from freshtoken.scenarios._diagram import Diagram, build_diagram, format_diagram
+from freshtoken.scenarios._html import render_html, write_html
+from freshtoken.scenarios._items import ReportItem, diagram_text
 from freshtoken.scenarios._loader import (
     builtin_catalogue_dir,
     load_catalogue,
@@ -62,6 +65,7 @@ __all__ = [
     "CallOutcome",
     "CheckResult",
     "CommandSubject",
+    "Diagram",
     "Disconnect",
     "Environment",
     "Initialize",
@@ -70,6 +74,7 @@ __all__ = [
     "McpClient",
     "McpFault",
     "OpenGetStream",
+    "ReportItem",
     "Restart",
     "Resume",
     "RotationMachine",
@@ -81,18 +86,23 @@ __all__ = [
     "Subject",
     "Wait",
     "buggy_subjects",
+    "build_diagram",
     "builtin_catalogue_dir",
     "builtin_subjects",
+    "diagram_text",
     "disruptions",
     "fault_plans",
+    "format_diagram",
     "get_subject",
     "load_catalogue",
     "load_scenario",
     "parse_scenario",
+    "render_html",
     "run_scenario",
     "run_scenario_sync",
     "scenarios",
     "setups",
     "token_policies",
     "workloads",
+    "write_html",
 ]

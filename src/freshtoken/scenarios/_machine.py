@@ -20,7 +20,17 @@ from freshtoken._clock import ManualClock
 from freshtoken._errors import InvariantViolation
 from freshtoken._setup import REFRESHABLE_STYLES, AuthFailureStyle
 from freshtoken._timeline import Timeline
-from freshtoken.fakes import Action, FakeAuthorizationServer, FakeMCPServer, Fault, Match
+from freshtoken.fakes import (
+    ACTION_TYPES,
+    Action,
+    CutStream,
+    Expire,
+    FakeAuthorizationServer,
+    FakeMCPServer,
+    Fault,
+    Match,
+    Revoke,
+)
 from freshtoken.proxy import Proxy, RefreshTokenSource
 from freshtoken.scenarios._client import McpClient
 
@@ -204,7 +214,7 @@ class RotationMachine(RuleBasedStateMachine):
         """A progress-streaming call, optionally cut after a few events (then resumed)."""
         if cut_after is not None and cut_after < count:
             self.mcp_server.faults.add(
-                Fault(Match(tool="stream", sse_event=cut_after), Action("cut-stream"))
+                Fault(Match(tool="stream", sse_event=cut_after), CutStream())
             )
         self.calls += 1
         self._fault_pending = False
@@ -242,7 +252,7 @@ class RotationMachine(RuleBasedStateMachine):
     @rule()
     def expire_next_bearer(self) -> None:
         """The next call's bearer expires as it arrives."""
-        self._arm(Action("expire"))
+        self._arm(Expire())
 
     @precondition(lambda self: not self.revoked)
     @rule(seconds=st.sampled_from([60.0, 3600.0]))
@@ -256,7 +266,7 @@ class RotationMachine(RuleBasedStateMachine):
     def fail_next_call(self, failure: tuple[str, dict[str, Any]]) -> None:
         """The next call meets one auth failure (a 401, or a 200 whose body says auth failed)."""
         kind, params = failure
-        self._arm(Action(kind, **params))
+        self._arm(ACTION_TYPES[kind](**params))
 
     @rule(style=st.sampled_from(REFRESHABLE_STYLES))
     def switch_auth_failure_style(self, style: AuthFailureStyle) -> None:
@@ -269,7 +279,7 @@ class RotationMachine(RuleBasedStateMachine):
         """The next call's grant is revoked: it and every later call must fail promptly,
         without a refresh storm."""
         self.revoked = True
-        self._arm(Action("revoke"))
+        self._arm(Revoke())
 
     # -- invariants -------------------------------------------------------------------------
 

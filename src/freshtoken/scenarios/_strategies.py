@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from hypothesis import strategies as st
 
 from freshtoken._setup import REFRESHABLE_STYLES, RESPONSE_MODES, STATELESS_VERSION
-from freshtoken.fakes import Action, Fault, FaultPlan, Match, TokenPolicy
+from freshtoken.fakes import ACTION_TYPES, CutStream, Fault, FaultPlan, Match, TokenPolicy
 from freshtoken.scenarios._model import (
     Advance,
     AuthorizationControl,
@@ -97,7 +97,7 @@ def _faults(kinds: Sequence[str], max_request: int) -> st.SearchStrategy[Fault]:
         if kind == "cut-stream":
             return Fault(
                 Match(tool="stream", sse_event=draw(st.integers(1, 2))),
-                Action("cut-stream", mode=draw(st.sampled_from(["close", "reset"]))),
+                CutStream(mode=draw(st.sampled_from(["close", "reset"]))),
             )
         params = (
             {"shape": draw(st.sampled_from(_AUTH_FAILED_SHAPES))}
@@ -105,7 +105,7 @@ def _faults(kinds: Sequence[str], max_request: int) -> st.SearchStrategy[Fault]:
             else {}
         )
         match = Match(rpc_method="tools/call", request_count=draw(st.integers(1, max_request)))
-        return Fault(match, Action(kind, **params))
+        return Fault(match, ACTION_TYPES[kind](**params))
 
     return build()
 
