@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import importlib
+import re
 import types
 
 import pytest
 
 
-def _ruff_order(name: str) -> tuple[int, str]:
-    """ruff's isort-style order for ``__all__``: CONSTANTS, then Classes, then functions."""
+def _ruff_order(name: str) -> tuple[int, list[str | int]]:
+    """ruff's isort-style order for ``__all__``: CONSTANTS, then Classes, then functions, each
+    in natural order (``Status5xx`` before ``Status400``)."""
     kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
-    return kind, name
+    return kind, [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 PACKAGES = [

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 from mcp_helpers import mcp_harness, rpc, sse_events
 
-from freshtoken.fakes import Action, Fault, Match
+from freshtoken.fakes import (
+    ACTION_TYPES,
+    Action,
+    AuthFailed200,
+    Fault,
+    Match,
+    Status5xx,
+    Status400,
+    Status401,
+    Status403Scope,
+)
 
 SOCKETS = pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 
@@ -136,11 +146,11 @@ async def test_auth_off_accepts_anonymous_and_whoami_says_so() -> None:
 @pytest.mark.parametrize(
     ("action", "status"),
     [
-        (Action("status-401"), 401),
-        (Action("auth-failed-200", shape="posthog"), 200),
-        (Action("status-403-scope", scope="admin"), 403),
-        (Action("status-400"), 400),
-        (Action("status-5xx", status=502), 502),
+        (Status401(), 401),
+        (AuthFailed200(shape="posthog"), 200),
+        (Status403Scope(scope="admin"), 403),
+        (Status400(), 400),
+        (Status5xx(status=502), 502),
     ],
 )
 async def test_terminal_faults_answer_once_then_recover(
@@ -164,7 +174,7 @@ async def test_side_effect_faults_rotate_expire_revoke() -> None:
         async with mcp_harness() as h:
             await h.initialize()
             h.server.faults.add(
-                Fault(Match(rpc_method="tools/call", request_count=2), Action(kind))
+                Fault(Match(rpc_method="tools/call", request_count=2), ACTION_TYPES[kind]())
             )
             assert (await h.call("echo", {"text": "1"})).status_code == 200
             assert (await h.call("echo", {"text": "2"})).status_code == 401, kind

@@ -9,7 +9,17 @@ import httpx
 import pytest
 from mcp_helpers import MCPHarness, mcp_harness, rpc, sse_events
 
-from freshtoken.fakes import Action, Fault, Match
+from freshtoken.fakes import (
+    CutStream,
+    Delay,
+    DropSessions,
+    Fault,
+    GarbageChunk,
+    Match,
+    Rotate,
+    SetResponseMode,
+    Status401,
+)
 
 SOCKETS = pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 
@@ -73,9 +83,7 @@ async def test_stream_tool_paces_on_the_clock(tls: bool) -> None:
 async def test_cut_stream_then_resume_with_last_event_id(tls: bool, mode: str) -> None:
     async with mcp_harness(tls=tls) as h:
         await h.initialize()
-        h.server.faults.add(
-            Fault(Match(tool="stream", sse_event=1), Action("cut-stream", mode=mode))
-        )
+        h.server.faults.add(Fault(Match(tool="stream", sse_event=1), CutStream(mode=mode)))
         seen: list[Any] = []
         with pytest.raises(httpx.HTTPError) if mode == "reset" else _nothing():
             async with h.client.stream(
@@ -107,7 +115,7 @@ class _nothing:
 async def test_garbage_chunk_is_written_into_the_stream() -> None:
     async with mcp_harness() as h:
         await h.initialize()
-        h.server.faults.add(Fault(Match(tool="echo"), Action("garbage-chunk")))
+        h.server.faults.add(Fault(Match(tool="echo"), GarbageChunk()))
         response = await h.call("echo", {"text": "x"})
         assert response.headers["content-type"].startswith("text/event-stream")
         assert b"garbage" in response.content
@@ -119,7 +127,7 @@ async def test_meta_hint_and_fault_pick_the_response_mode() -> None:
         await h.initialize()
         hinted = await h.call("echo", {"text": "x"}, meta={"freshtoken/responseMode": "sse"})
         assert hinted.headers["content-type"].startswith("text/event-stream")
-        h.server.faults.add(Fault(Match(tool="echo"), Action("response-mode", mode="json")))
+        h.server.faults.add(Fault(Match(tool="echo"), SetResponseMode(mode="json")))
         forced = await h.call("echo", {"text": "x"}, meta={"freshtoken/responseMode": "sse"})
         assert forced.headers["content-type"].startswith("application/json")
 
@@ -128,7 +136,7 @@ async def test_meta_hint_and_fault_pick_the_response_mode() -> None:
 async def test_token_dying_mid_stream(stream_auth: str) -> None:
     async with mcp_harness(response_mode="sse", stream_auth=stream_auth) as h:
         await h.initialize()
-        h.server.faults.add(Fault(Match(tool="stream", sse_event=1), Action("rotate")))
+        h.server.faults.add(Fault(Match(tool="stream", sse_event=1), Rotate()))
         response = await h.post(stream_call(3, 0))
         events = [e async for e in sse_events(response) if e.data]
         if stream_auth == "event-error":
@@ -145,7 +153,7 @@ async def test_token_dying_mid_stream(stream_auth: str) -> None:
 async def test_start_only_stream_auth_lets_the_stream_finish_after_rotation() -> None:
     async with mcp_harness(response_mode="sse") as h:
         await h.initialize()
-        h.server.faults.add(Fault(Match(tool="stream", sse_event=1), Action("rotate")))
+        h.server.faults.add(Fault(Match(tool="stream", sse_event=1), Rotate()))
         body = await h.body(await h.post(stream_call(3, 0)))
         assert body["result"]["content"][0]["text"] == "streamed 3 events"
 
@@ -195,7 +203,7 @@ async def test_standalone_get_stream_and_delete_session() -> None:
 async def test_drop_sessions_fault_and_control_endpoint() -> None:
     async with mcp_harness() as h:
         await h.initialize()
-        h.server.faults.add(Fault(Match(tool="echo"), Action("drop-sessions")))
+        h.server.faults.add(Fault(Match(tool="echo"), DropSessions()))
         assert (await h.call("echo", {"text": "x"})).status_code == 404
         assert h.timeline.count(actor="mcp", kind="session.dropped") == 1
         await h.initialize()
@@ -207,7 +215,7 @@ async def test_drop_sessions_fault_and_control_endpoint() -> None:
 async def test_delay_fault_waits_on_the_clock() -> None:
     async with mcp_harness() as h:
         await h.initialize()
-        h.server.faults.add(Fault(Match(tool="echo"), Action("delay", seconds=30)))
+        h.server.faults.add(Fault(Match(tool="echo"), Delay(seconds=30)))
         call = asyncio.ensure_future(h.call("echo", {"text": "late"}))
         while not h.clock.sleepers:
             await asyncio.sleep(0.002)
@@ -219,9 +227,7 @@ async def test_delay_fault_waits_on_the_clock() -> None:
 async def test_at_time_fault_fires_once_the_clock_passes() -> None:
     async with mcp_harness() as h:
         await h.initialize()
-        h.server.faults.add(
-            Fault(Match(at_time=h.clock.time() + 60), Action("status-401"), times=None)
-        )
+        h.server.faults.add(Fault(Match(at_time=h.clock.time() + 60), Status401(), times=None))
         assert (await h.call("echo", {"text": "x"})).status_code == 200
         h.clock.advance(61)
         assert (await h.call("echo", {"text": "x"})).status_code == 401
@@ -241,7 +247,37 @@ async def test_control_endpoint_accepts_faults_and_rotate() -> None:
             f"{h.server.control_url}/faults", json={"match": {"tool": 1}, "action": "status-401"}
         )
         assert bad.status_code == 400
-        assert "faults[0].match.tool" in bad.json()["error_description"]
+        assert bad.json() == {
+            "error": "invalid_fault",
+            "error_description": "POST /_freshtoken/faults: match.tool: Input should be a valid string",
+        }
+        for body, line in [
+            (
+                [{"action": "rotate"}, {"action": {"kind": "status-5xx", "status": 450.5}}],
+                "faults[1].action.status: Input should be a valid integer",
+            ),
+            ({"faults": [{"action": "rotate", "times": 1.5}]}, "faults[0].times: "),
+            ({"action": "rotate", "times": 0}, "times: Input should be greater than or equal to 1"),
+        ]:
+            refused = await h.client.post(f"{h.server.control_url}/faults", json=body)
+            assert refused.status_code == 400
+            assert refused.json()["error_description"].startswith(
+                f"POST /_freshtoken/faults: {line}"
+            )
+        garbled = await h.client.post(f"{h.server.control_url}/faults", content=b"{nope")
+        assert garbled.json()["error_description"] == (
+            "POST /_freshtoken/faults: (body): not valid JSON"
+        )
+        stats = (await h.client.get(f"{h.server.control_url}/stats")).json()
+        assert stats["faults"] == [
+            {
+                "match": {"tool": "echo"},
+                "action": {"kind": "status-5xx", "status": 503},
+                "times": 1,
+                "fired": 1,
+            }
+        ]
+        assert stats["requests"] == 3
         listed = await h.client.get(f"{h.server.control_url}/faults")
         assert listed.json()["faults"][0]["action"]["kind"] == "status-5xx"
         assert (await h.client.delete(f"{h.server.control_url}/faults")).json() == {"faults": 0}

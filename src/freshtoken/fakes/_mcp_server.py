@@ -3,47 +3,36 @@
 Protocol revisions 2025-03-26 / 2025-06-18 / 2025-11-25 use sessions, a GET stream,
 resumption and DELETE; 2026-07-28 is stateless (no handshake, ``Mcp-Method``/``Mcp-Name``
 headers checked against the body, closing an SSE response cancels its request).
+
+This module is the transport: routing by HTTP method, the JSON-RPC envelope, sessions and the
+control endpoints. The layers below it are ``_mcp_base`` (settings, guard, helpers),
+``_mcp_sse`` (the SSE writer) and ``_mcp_rejections`` (auth failures); JSON-RPC methods
+themselves are answered by ``_mcp_protocol``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import json
 import secrets
-import ssl
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import Any, Final
 
 from aiohttp import web
 
-from freshtoken._clock import Clock, SystemClock
-from freshtoken._errors import ConfigError, ServerSideError
+from freshtoken._errors import ConfigError
 from freshtoken._lifecycle import AsyncLifecycle
-from freshtoken._serve import LoopbackSite, is_loopback_host
-from freshtoken._setup import (
-    AUTH_FAILURE_STYLES,
-    RESPONSE_MODES,
-    STREAM_AUTH_MODES,
-    ResponseMode,
-    StreamAuth,
-)
-from freshtoken._timeline import Timeline, fingerprint
-from freshtoken.fakes._faults import TERMINAL_ACTION_KINDS, Fault, FaultPlan, RequestFacts
-from freshtoken.fakes._mcp_auth import (
-    BearerCheck,
-    InProcessValidator,
-    IntrospectionValidator,
-    Validator,
-)
+from freshtoken._serve import LoopbackSite
+from freshtoken._setup import AUTH_FAILURE_STYLES, RESPONSE_MODES
+from freshtoken._timeline import fingerprint
+from freshtoken.fakes._fault_plan import FaultPlan, FaultState, RequestFacts
+from freshtoken.fakes._faults import TERMINAL_ACTION_KINDS, Fault, SetResponseMode
+from freshtoken.fakes._mcp_auth import InProcessValidator, IntrospectionValidator
+from freshtoken.fakes._mcp_base import ACTOR, DEFAULT_SCOPE, Answered, Exchange, accepts, bearer
 from freshtoken.fakes._mcp_protocol import (
     CLIENT_CAPABILITIES_META_KEY,
     HANDSHAKE_VERSIONS,
     HEADER_MISMATCH,
-    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -54,19 +43,15 @@ from freshtoken.fakes._mcp_protocol import (
     UNSUPPORTED_PROTOCOL_VERSION,
     RpcError,
     ToolContext,
-    auth_failure_message,
     dispatch,
     error_message,
     result_message,
 )
-from freshtoken.fakes._mcp_streams import Session, Stream, format_event, parse_event_id
-from freshtoken.fakes._oauth_app import FakeAuthorizationServer, reset_connection
-from freshtoken.fakes._oauth_core import OAuthCore
+from freshtoken.fakes._mcp_rejections import Rejections
+from freshtoken.fakes._mcp_streams import Session, Stream, parse_event_id
 
 __all__ = ["AUTH_FAILURE_STYLES", "FakeMCPServer"]
 
-_ACTOR: Final = "mcp"
-_DEFAULT_SCOPE: Final = "mcp"
 # Where a modern (2026-07-28) transport maps JSON-RPC error codes to HTTP statuses.
 _MODERN_STATUS: Final = {
     PARSE_ERROR: 400,
@@ -76,58 +61,10 @@ _MODERN_STATUS: Final = {
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     METHOD_NOT_FOUND: 404,
 }
-_SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-_GARBAGE: Final = b"\xff\xfe\x00garbage\x01 not an event\n\n"
 _NAME_PARAMS: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
-@dataclass(slots=True)
-class _Exchange:
-    """Everything known about one inbound HTTP request while it is being answered."""
-
-    request: web.Request
-    http_method: str
-    token: str | None
-    rpc_method: str | None = None
-    tool: str | None = None
-    rpc_id: Any = None
-    session: Session | None = None
-    mode: str = "json"
-    armed: list[Fault] = field(default_factory=list)
-
-    @property
-    def request_id(self) -> str | None:
-        return None if self.rpc_id is None else str(self.rpc_id)
-
-
-class _Answered(Exception):
-    """Raised inside a handler to answer at once with ``response``."""
-
-    def __init__(self, response: web.StreamResponse) -> None:
-        super().__init__()
-        self.response = response
-
-
-def _media_types(header: str) -> set[str]:
-    return {part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()}
-
-
-def _accepts(request: web.Request) -> tuple[bool, bool]:
-    types = _media_types(request.headers.get("Accept", ""))
-    wildcard = "*/*" in types
-    return (
-        wildcard or "application/json" in types or "application/*" in types,
-        wildcard or "text/event-stream" in types or "text/*" in types,
-    )
-
-
-def _host_name(host: str) -> str:
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-class FakeMCPServer(AsyncLifecycle):
+class FakeMCPServer(Rejections, AsyncLifecycle):
     """A Streamable HTTP MCP server that validates bearers against the fake AS and fails on cue.
 
     Tools: ``echo {text}``, ``add {a, b}``, ``whoami`` (the fingerprint of the bearer it saw),
@@ -140,86 +77,6 @@ class FakeMCPServer(AsyncLifecycle):
     (``"json"`` or ``"sse"``); a ``response-mode`` fault overrides that, and stream faults
     (``cut-stream``, ``garbage-chunk``, any ``sse_event`` match) force SSE.
     """
-
-    def __init__(
-        self,
-        *,
-        authorization_server: FakeAuthorizationServer | OAuthCore | None = None,
-        validation: Literal["in-process", "introspection"] = "in-process",
-        protocol_version: str = "2025-11-25",
-        response_mode: ResponseMode = "json",
-        auth_failure_style: str = "401",
-        stream_auth: StreamAuth = "start",
-        faults: FaultPlan | None = None,
-        clock: Clock | None = None,
-        timeline: Timeline | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        max_body: int = 1 << 20,
-        allowed_origins: Collection[str] = (),
-        required_scopes: Collection[str] = (),
-        introspection_ssl_context: ssl.SSLContext | None = None,
-        sse_retry_ms: int = 100,
-    ) -> None:
-        if protocol_version not in HANDSHAKE_VERSIONS + MODERN_VERSIONS:
-            raise ConfigError(
-                f"protocol_version: unsupported {protocol_version!r} "
-                f"(expected one of {', '.join(HANDSHAKE_VERSIONS + MODERN_VERSIONS)})"
-            )
-        if response_mode not in RESPONSE_MODES:
-            raise ConfigError(f"response_mode: must be json or sse, got {response_mode!r}")
-        if auth_failure_style not in AUTH_FAILURE_STYLES:
-            raise ConfigError(
-                f"auth_failure_style: unknown {auth_failure_style!r} "
-                f"(expected one of {', '.join(AUTH_FAILURE_STYLES)})"
-            )
-        if stream_auth not in STREAM_AUTH_MODES:
-            raise ConfigError(
-                f"stream_auth: must be start, event-error or cut, got {stream_auth!r}"
-            )
-        if validation not in ("in-process", "introspection"):
-            raise ConfigError(
-                f"validation: must be in-process or introspection, got {validation!r}"
-            )
-        self._as: FakeAuthorizationServer | None = None
-        self._core: OAuthCore | None = None
-        if isinstance(authorization_server, FakeAuthorizationServer):
-            self._as = authorization_server
-            self._core = authorization_server.core
-        else:
-            self._core = authorization_server
-        if validation == "introspection" and self._as is None:
-            raise ConfigError(
-                "validation: 'introspection' needs a running FakeAuthorizationServer, not a bare core"
-            )
-        self._validation = validation
-        self.protocol_version = protocol_version
-        self.response_mode = response_mode
-        self.auth_failure_style = auth_failure_style
-        self.stream_auth = stream_auth
-        self.faults = faults if faults is not None else FaultPlan()
-        # Sharing the AS's clock and timeline keeps one story of what happened, in one time.
-        self.clock: Clock = clock or (self._core.clock if self._core is not None else SystemClock())
-        self.timeline: Timeline = timeline or (
-            self._core.timeline if self._core is not None else Timeline(self.clock)
-        )
-        self._ssl = ssl_context
-        self._host = host
-        self._port = port
-        self._max_body = max_body
-        self._allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
-        self._required_scopes = frozenset(required_scopes)
-        self._introspection_ssl = introspection_ssl_context
-        self._retry_ms = sse_retry_ms
-        self._validator: Validator | None = None
-        self._sessions: dict[str, Session] = {}
-        self._streams = itertools.count(1)
-        self._errors: list[BaseException] = []
-        self._site: LoopbackSite | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind the loopback port and start serving."""
@@ -245,6 +102,14 @@ class FakeMCPServer(AsyncLifecycle):
         app.router.add_get("/.well-known/oauth-protected-resource", self._resource_metadata)
         app.router.add_get("/.well-known/oauth-protected-resource/mcp", self._resource_metadata)
         app.router.add_route("*", "/_freshtoken/{action}", self._control)
+        self._controls = {
+            ("GET", "faults"): self._list_faults,
+            ("POST", "faults"): self._add_faults,
+            ("DELETE", "faults"): self._clear_faults,
+            ("POST", "drop-sessions"): self._drop_sessions,
+            ("POST", "rotate"): self._rotate,
+            ("GET", "stats"): self._stats,
+        }
         self._site = LoopbackSite(app, host=self._host, port=self._port, ssl_context=self._ssl)
         await self._site.start()
 
@@ -264,131 +129,17 @@ class FakeMCPServer(AsyncLifecycle):
         if isinstance(validator, IntrospectionValidator):
             await validator.close()
 
-    # -- public surface ------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if self._site is None:
-            raise RuntimeError("FakeMCPServer is not running")
-        return self._site.url
-
-    @property
-    def url(self) -> str:
-        """The MCP endpoint."""
-        return f"{self.base_url}/mcp"
-
-    @property
-    def resource_metadata_url(self) -> str:
-        return f"{self.base_url}/.well-known/oauth-protected-resource/mcp"
-
-    @property
-    def control_url(self) -> str:
-        return f"{self.base_url}/_freshtoken"
-
-    @property
-    def sessions(self) -> list[str]:
-        """Ids of the live sessions."""
-        return list(self._sessions)
-
-    def drop_sessions(self) -> None:
-        """Forget every session, as a restarted server would; their open streams end."""
-        sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
-            session.close()
-            self.timeline.record(_ACTOR, "session.dropped", session=session.id)
-
-    def check(self) -> None:
-        """Raise :class:`ServerSideError` if a handler crashed since the server started."""
-        if self._errors:
-            first = self._errors[0]
-            raise ServerSideError(
-                f"fake MCP server handler crashed ({len(self._errors)} error(s)): {first!r}"
-            ) from first
-
-    # -- middleware: security and crash containment ---------------------------------------
-
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        host = request.headers.get("Host", "")
-        if not is_loopback_host(_host_name(host)):
-            return self._refuse(request, f"non-loopback Host {host!r}")
-        origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_allowed(origin):
-            return self._refuse(request, f"foreign Origin {origin!r}")
-        try:
-            response: web.StreamResponse = await handler(request)
-        except _Answered as answered:
-            return answered.response
-        except (web.HTTPException, ConnectionError):
-            # A client that went away is not a server crash.
-            raise
-        except Exception as exc:
-            self._errors.append(exc)
-            self.timeline.record(_ACTOR, "server.error", error=repr(exc))
-            return web.json_response(
-                error_message(None, RpcError(INTERNAL_ERROR, "Internal error")), status=500
-            )
-        return response
-
-    def _origin_allowed(self, origin: str) -> bool:
-        if origin.rstrip("/").lower() in self._allowed_origins:
-            return True
-        hostname = urlsplit(origin).hostname
-        return hostname is not None and is_loopback_host(hostname)
-
-    def _refuse(self, request: web.Request, reason: str) -> web.Response:
-        self.timeline.record(
-            _ACTOR, "response", status=403, mode="json", http_method=request.method, reason=reason
-        )
-        return web.json_response(
-            error_message(None, RpcError(INVALID_REQUEST, f"Forbidden: {reason}")), status=403
-        )
-
-    # -- responses -----------------------------------------------------------------------
-
-    def _json(
-        self,
-        ex: _Exchange,
-        status: int,
-        body: Any,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> web.Response:
-        self.timeline.record(
-            _ACTOR, "response", request_id=ex.request_id, status=status, mode="json"
-        )
-        return web.json_response(body, status=status, headers=headers)
-
-    def _rpc_error(
-        self, ex: _Exchange, status: int, code: int, message: str, data: Any = None
-    ) -> _Answered:
-        return _Answered(
-            self._json(ex, status, error_message(ex.rpc_id, RpcError(code, message, data)))
-        )
-
-    def _empty(self, ex: _Exchange, status: int, mode: str) -> web.Response:
-        self.timeline.record(_ACTOR, "response", request_id=ex.request_id, status=status, mode=mode)
-        return web.Response(status=status)
-
-    # -- the MCP endpoint ----------------------------------------------------------------
-
-    @property
-    def _modern(self) -> bool:
-        return self.protocol_version in MODERN_VERSIONS
-
     async def _mcp(self, request: web.Request) -> web.StreamResponse:
-        ex = _Exchange(request=request, http_method=request.method, token=_bearer(request))
+        ex = Exchange(request=request, http_method=request.method, token=bearer(request))
         if request.method == "POST":
             return await self._post(ex)
         if request.method in ("GET", "DELETE") and not self._modern:
             return await (self._get(ex) if request.method == "GET" else self._delete(ex))
         allow = "POST" if self._modern else "GET, POST, DELETE"
-        self.timeline.record(
-            _ACTOR, "response", status=405, mode="json", http_method=request.method
-        )
+        self.timeline.record(ACTOR, "response", status=405, mode="json", http_method=request.method)
         return web.Response(status=405, headers={"Allow": allow})
 
-    async def _read_json(self, ex: _Exchange) -> Any:
+    async def _read_json(self, ex: Exchange) -> Any:
         request = ex.request
         if request.content_length is not None and request.content_length > self._max_body:
             raise self._rpc_error(ex, 413, INVALID_REQUEST, f"body exceeds {self._max_body} bytes")
@@ -400,8 +151,8 @@ class FakeMCPServer(AsyncLifecycle):
         except (ValueError, RecursionError):
             raise self._rpc_error(ex, 400, PARSE_ERROR, "Parse error") from None
 
-    async def _post(self, ex: _Exchange) -> web.StreamResponse:
-        wants_json, wants_sse = _accepts(ex.request)
+    async def _post(self, ex: Exchange) -> web.StreamResponse:
+        wants_json, wants_sse = accepts(ex.request)
         if not wants_json or (not wants_sse and not self._modern):
             raise self._rpc_error(
                 ex,
@@ -453,11 +204,12 @@ class FakeMCPServer(AsyncLifecycle):
         assert isinstance(method, str)
         return await self._answer(ex, method, params, meta)
 
-    async def _begin(self, ex: _Exchange) -> None:
+    async def _begin(self, ex: Exchange) -> None:
         """Record the request, fire its faults, and check its bearer."""
+        self._requests += 1
         session_id = ex.request.headers.get("Mcp-Session-Id")
         self.timeline.record(
-            _ACTOR,
+            ACTOR,
             "request",
             request_id=ex.request_id,
             token=ex.token,
@@ -472,129 +224,24 @@ class FakeMCPServer(AsyncLifecycle):
             await self._fire(ex, fault)
         await self._authorize(ex)
 
-    async def _fire(self, ex: _Exchange, fault: Fault) -> None:
-        action = fault.action
+    async def _fire(self, ex: Exchange, fault: FaultState) -> None:
+        action = fault.fault.action
         self.timeline.record(
-            _ACTOR,
+            ACTOR,
             "fault",
             request_id=ex.request_id,
             token=ex.token,
             action=action.kind,
             **action.params,
         )
-        kind = action.kind
-        if kind == "response-mode":
-            ex.mode = action.get("mode")
-        elif kind in TERMINAL_ACTION_KINDS:
-            raise _Answered(await self._terminal(ex, kind, action.params))
+        if isinstance(action, SetResponseMode):
+            ex.mode = action.mode
+        elif action.kind in TERMINAL_ACTION_KINDS:
+            raise Answered(await self._terminal(ex, action))
         else:
-            await self._side_effect(kind, action.params, ex.token)
+            await self._side_effect(action, ex.token)
 
-    async def _side_effect(self, kind: str, params: Mapping[str, Any], token: str | None) -> None:
-        if kind == "delay":
-            await self.clock.sleep(float(params["seconds"]))
-        elif kind == "drop-sessions":
-            self.drop_sessions()
-        elif kind in ("rotate", "expire", "revoke"):
-            if self._core is None:
-                return
-            if kind == "rotate":
-                self._core.rotate()
-            elif token is not None:
-                # A bearer the AS never issued has nothing to expire or revoke.
-                with contextlib.suppress(ConfigError):
-                    (self._core.expire if kind == "expire" else self._core.revoke_family)(token)
-
-    async def _terminal(
-        self, ex: _Exchange, kind: str, params: Mapping[str, Any]
-    ) -> web.StreamResponse:
-        if kind == "status-401":
-            return await self._reject(ex, "401", "invalid_token (fault)")
-        if kind == "auth-failed-200":
-            return await self._reject(ex, f"200-{params['shape']}", "invalid_token (fault)")
-        if kind == "status-403-scope":
-            return await self._reject(
-                ex, "403-scope", "insufficient_scope (fault)", scope=params["scope"]
-            )
-        if kind == "status-400":
-            return await self._reject(ex, "400", "invalid_token (fault)")
-        status = int(params["status"])
-        return self._json(
-            ex,
-            status,
-            error_message(ex.rpc_id, RpcError(INTERNAL_ERROR, f"upstream failure {status}")),
-        )
-
-    async def _authorize(self, ex: _Exchange) -> None:
-        if self._validator is None:
-            return
-        if ex.token is None:
-            verdict = BearerCheck(False, "missing bearer token")
-        else:
-            verdict = await self._validator.check(ex.token)
-        if not verdict.valid:
-            raise _Answered(
-                await self._reject(
-                    ex, self.auth_failure_style, verdict.reason, missing=ex.token is None
-                )
-            )
-        if self._required_scopes and not self._required_scopes <= verdict.scopes:
-            raise _Answered(await self._reject(ex, "403-scope", "insufficient_scope"))
-
-    async def _reject(
-        self,
-        ex: _Exchange,
-        style: str,
-        reason: str,
-        *,
-        missing: bool = False,
-        scope: str | None = None,
-    ) -> web.StreamResponse:
-        status = {"401": 401, "403-scope": 403, "400": 400, "500": 500}.get(style, 200)
-        self.timeline.record(
-            _ACTOR,
-            "auth.rejected",
-            request_id=ex.request_id,
-            token=ex.token,
-            status=status,
-            style=style,
-            reason=reason,
-        )
-        metadata = f'resource_metadata="{self.resource_metadata_url}"'
-        if style == "401":
-            challenge = (
-                f"Bearer {metadata}"
-                if missing
-                else f'Bearer error="invalid_token", error_description="{reason}", {metadata}'
-            )
-            body = {"error": "invalid_token", "error_description": reason}
-            return self._json(ex, 401, body, headers={"WWW-Authenticate": challenge})
-        if style == "403-scope":
-            wanted = scope or " ".join(sorted(self._required_scopes)) or _DEFAULT_SCOPE
-            challenge = f'Bearer error="insufficient_scope", scope="{wanted}", {metadata}'
-            body = {"error": "insufficient_scope", "error_description": reason, "scope": wanted}
-            return self._json(ex, 403, body, headers={"WWW-Authenticate": challenge})
-        if style == "400":
-            return self._json(
-                ex,
-                400,
-                error_message(ex.rpc_id, RpcError(INVALID_REQUEST, f"Bad Request: {reason}")),
-            )
-        if style == "500":
-            return self._json(
-                ex,
-                500,
-                error_message(ex.rpc_id, RpcError(INTERNAL_ERROR, f"Internal error: {reason}")),
-            )
-        message = auth_failure_message(style.removeprefix("200-"), ex.rpc_id, ex.rpc_method, reason)
-        if ex.mode == "sse" and _accepts(ex.request)[1] and ex.http_method == "POST":
-            stream = Stream(f"x{next(self._streams)}", rpc_method=ex.rpc_method, tool=ex.tool)
-            stream.append(message)
-            stream.finish()
-            return await self._write_stream(ex, stream, start=0, priming=self._priming)
-        return self._json(ex, 200, message)
-
-    def _check_session(self, ex: _Exchange) -> None:
+    def _check_session(self, ex: Exchange) -> None:
         session_id = ex.request.headers.get("Mcp-Session-Id")
         if session_id is None:
             raise self._rpc_error(
@@ -614,7 +261,7 @@ class FakeMCPServer(AsyncLifecycle):
         ex.session = session
 
     def _check_modern(
-        self, ex: _Exchange, message: Mapping[str, Any], params: Mapping[str, Any], is_request: bool
+        self, ex: Exchange, message: Mapping[str, Any], params: Mapping[str, Any], is_request: bool
     ) -> None:
         headers = ex.request.headers
         if not is_request:
@@ -662,12 +309,8 @@ class FakeMCPServer(AsyncLifecycle):
                 {"supported": list(MODERN_VERSIONS), "requested": version},
             )
 
-    @property
-    def _priming(self) -> bool:
-        return self.protocol_version >= "2025-11-25" and not self._modern
-
     def _tool_context(
-        self, ex: _Exchange, meta: Mapping[str, Any], stream: Stream | None
+        self, ex: Exchange, meta: Mapping[str, Any], stream: Stream | None
     ) -> ToolContext:
         async def notify(method: str, params: dict[str, Any]) -> None:
             if stream is not None:
@@ -683,7 +326,7 @@ class FakeMCPServer(AsyncLifecycle):
         )
 
     async def _run(
-        self, ex: _Exchange, method: str, params: Mapping[str, Any], ctx: ToolContext
+        self, ex: Exchange, method: str, params: Mapping[str, Any], ctx: ToolContext
     ) -> tuple[int, Any]:
         try:
             result = await dispatch(method, params, ctx, protocol_version=self.protocol_version)
@@ -693,7 +336,7 @@ class FakeMCPServer(AsyncLifecycle):
         return 200, result_message(ex.rpc_id, result)
 
     async def _answer(
-        self, ex: _Exchange, method: str, params: Mapping[str, Any], meta: Mapping[str, Any]
+        self, ex: Exchange, method: str, params: Mapping[str, Any], meta: Mapping[str, Any]
     ) -> web.StreamResponse:
         headers: dict[str, str] = {}
         if method == "initialize" and not self._modern:
@@ -704,7 +347,7 @@ class FakeMCPServer(AsyncLifecycle):
                 ex.session = session
                 headers["Mcp-Session-Id"] = session.id
                 self.timeline.record(
-                    _ACTOR, "session.created", request_id=ex.request_id, session=session.id
+                    ACTOR, "session.created", request_id=ex.request_id, session=session.id
                 )
             if ex.mode == "json":
                 return self._json(ex, status, reply, headers=headers)
@@ -730,154 +373,8 @@ class FakeMCPServer(AsyncLifecycle):
         stream.producer = self._spawn(produce())
         return await self._write_stream(ex, stream, start=0, priming=self._priming)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            assert exc is not None
-            self._errors.append(exc)
-            self.timeline.record(_ACTOR, "server.error", error=repr(exc))
-
-    def _open_stream(self, ex: _Exchange) -> Stream:
-        stream = Stream(str(next(self._streams)), rpc_method=ex.rpc_method, tool=ex.tool)
-        if ex.session is not None:
-            ex.session.streams[stream.id] = stream
-        return stream
-
-    async def _write_stream(
-        self,
-        ex: _Exchange,
-        stream: Stream,
-        *,
-        start: int,
-        priming: bool,
-        headers: Mapping[str, str] | None = None,
-    ) -> web.StreamResponse:
-        """Write ``stream`` from message index ``start`` as SSE, applying stream faults and stream auth."""
-        response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **(headers or {})})
-        position = start
-        written = 0
-        try:
-            await response.prepare(ex.request)
-            self.timeline.record(
-                _ACTOR, "response", request_id=ex.request_id, status=200, mode="sse"
-            )
-            if priming:
-                await response.write(
-                    f"id: {stream.event_id(position)}\nretry: {self._retry_ms}\ndata: \n\n".encode()
-                )
-            while True:
-                for fault in self.faults.fire_on_stream(ex.armed, written):
-                    if await self._fire_on_stream(ex, stream, response, fault):
-                        return response
-                if not await stream.wait_beyond(position):
-                    break
-                if self.stream_auth != "start" and not await self._still_authorized(ex):
-                    if self.stream_auth == "cut":
-                        await self._cut(ex, stream, response, "close")
-                        return response
-                    error = auth_failure_message(
-                        "jsonrpc", ex.rpc_id, ex.rpc_method, "token no longer valid"
-                    )
-                    await response.write(format_event(None, error))
-                    self._end_stream(ex, stream)
-                    break
-                position += 1
-                written += 1
-                event_id = stream.event_id(position)
-                await response.write(format_event(event_id, stream.messages[position - 1]))
-                self.timeline.record(
-                    _ACTOR,
-                    "sse.event",
-                    request_id=ex.request_id,
-                    stream=stream.id,
-                    event_id=event_id,
-                    n=position,
-                )
-            await response.write_eof()
-        except ConnectionError:
-            self._client_gone(ex, stream)
-        except asyncio.CancelledError:
-            self._client_gone(ex, stream)
-            raise
-        return response
-
-    def _client_gone(self, ex: _Exchange, stream: Stream) -> None:
-        self.timeline.record(_ACTOR, "stream.cancelled", request_id=ex.request_id, stream=stream.id)
-        self._end_stream(ex, stream)
-
-    async def _still_authorized(self, ex: _Exchange) -> bool:
-        if self._validator is None or ex.token is None:
-            return True
-        verdict = await self._validator.check(ex.token)
-        if not verdict.valid:
-            self.timeline.record(
-                _ACTOR,
-                "auth.rejected",
-                request_id=ex.request_id,
-                token=ex.token,
-                status=200,
-                style=f"stream-{self.stream_auth}",
-                reason=verdict.reason,
-            )
-        return verdict.valid
-
-    def _end_stream(self, ex: _Exchange, stream: Stream) -> None:
-        """The response carrying ``stream`` is gone: stateless requests die with it."""
-        if self._modern or ex.session is None:
-            stream.abort()
-
-    async def _fire_on_stream(
-        self, ex: _Exchange, stream: Stream, response: web.StreamResponse, fault: Fault
-    ) -> bool:
-        """Apply one due stream fault; True when it ended the response."""
-        action = fault.action
-        self.timeline.record(
-            _ACTOR,
-            "fault",
-            request_id=ex.request_id,
-            token=ex.token,
-            action=action.kind,
-            stream=stream.id,
-            **action.params,
-        )
-        if action.kind == "garbage-chunk":
-            await response.write(_GARBAGE)
-            return False
-        if action.kind == "cut-stream":
-            await self._cut(ex, stream, response, action.get("mode"))
-            return True
-        if action.kind in TERMINAL_ACTION_KINDS:
-            shape = action.get("shape") if action.kind == "auth-failed-200" else "jsonrpc"
-            error = auth_failure_message(shape, ex.rpc_id, ex.rpc_method, "invalid_token (fault)")
-            await response.write(format_event(None, error))
-            await response.write_eof()
-            self._end_stream(ex, stream)
-            return True
-        if action.kind != "response-mode":
-            await self._side_effect(action.kind, action.params, ex.token)
-        return False
-
-    async def _cut(
-        self, ex: _Exchange, stream: Stream, response: web.StreamResponse, mode: str
-    ) -> None:
-        self.timeline.record(
-            _ACTOR, "sse.cut", request_id=ex.request_id, stream=stream.id, mode=mode
-        )
-        self._end_stream(ex, stream)
-        if mode == "close":
-            await response.write_eof()
-            return
-        reset_connection(ex.request)
-
-    async def _get(self, ex: _Exchange) -> web.StreamResponse:
-        if not _accepts(ex.request)[1]:
+    async def _get(self, ex: Exchange) -> web.StreamResponse:
+        if not accepts(ex.request)[1]:
             raise self._rpc_error(
                 ex, 406, INVALID_REQUEST, "Not Acceptable: accept text/event-stream"
             )
@@ -901,16 +398,14 @@ class FakeMCPServer(AsyncLifecycle):
             )
         return await self._write_stream(ex, stream, start=parsed[1], priming=False)
 
-    async def _delete(self, ex: _Exchange) -> web.StreamResponse:
+    async def _delete(self, ex: Exchange) -> web.StreamResponse:
         await self._begin(ex)
         self._check_session(ex)
         assert ex.session is not None
         session = self._sessions.pop(ex.session.id)
         session.close()
-        self.timeline.record(_ACTOR, "session.deleted", session=session.id)
+        self.timeline.record(ACTOR, "session.deleted", session=session.id)
         return self._empty(ex, 200, "json")
-
-    # -- metadata and control --------------------------------------------------------------
 
     async def _resource_metadata(self, request: web.Request) -> web.Response:
         issuers: list[str] = []
@@ -920,54 +415,60 @@ class FakeMCPServer(AsyncLifecycle):
                 "resource": self.url,
                 "authorization_servers": issuers,
                 "bearer_methods_supported": ["header"],
-                "scopes_supported": sorted(self._required_scopes) or [_DEFAULT_SCOPE],
+                "scopes_supported": sorted(self._required_scopes) or [DEFAULT_SCOPE],
             }
         )
 
     async def _control(self, request: web.Request) -> web.Response:
-        action = request.match_info["action"]
-        method = request.method
-        if action == "faults" and method == "GET":
-            return web.json_response(self.faults.to_dict())
-        if action == "faults" and method == "DELETE":
-            self.faults.clear()
-            return web.json_response({"faults": 0})
-        if action == "faults" and method == "POST":
+        name = request.match_info["action"]
+        handler = self._controls.get((request.method, name))
+        if handler is None:
+            return web.json_response({"error": f"no control {request.method} {name}"}, status=404)
+        return await handler(request)
+
+    async def _add_faults(self, request: web.Request) -> web.Response:
+        source = f"{request.method} {request.path}"
+        try:
             try:
-                data = await request.json()
-                entries = [data] if isinstance(data, dict) and "action" in data else data
-                plan = FaultPlan.from_dict(entries)
-            except (ValueError, ConfigError) as exc:
-                return web.json_response(
-                    {"error": "invalid_fault", "error_description": str(exc)}, status=400
-                )
-            for fault in plan:
-                self.faults.add(fault)
-            return web.json_response({"added": len(plan), "faults": len(self.faults)})
-        if action == "drop-sessions" and method == "POST":
-            count = len(self._sessions)
-            self.drop_sessions()
-            return web.json_response({"dropped": count})
-        if action == "rotate" and method == "POST":
-            if self._core is None:
-                return web.json_response({"error": "auth is off: nothing to rotate"}, status=409)
-            self._core.rotate()
-            self.timeline.record(_ACTOR, "fault", action="rotate", source="control")
-            return web.json_response({"rotated": True})
-        if action == "stats" and method == "GET":
+                data = json.loads(await request.read())
+            except ValueError:
+                raise ConfigError.at(source, "(body)", "not valid JSON") from None
+            # One fault object, a list of them, or a whole plan.
+            if isinstance(data, dict) and "action" in data:
+                faults = [Fault.from_dict(data, source=source)]
+            else:
+                faults = list(FaultPlan.from_dict(data, source=source))
+        except ConfigError as exc:
             return web.json_response(
-                {
-                    "sessions": len(self._sessions),
-                    "requests": self.timeline.count(actor=_ACTOR, kind="request"),
-                    "faults": [{**f.to_dict(), "fired": f.fired} for f in self.faults],
-                }
+                {"error": "invalid_fault", "error_description": str(exc)}, status=400
             )
-        return web.json_response({"error": f"no control {method} {action}"}, status=404)
+        self.faults.extend(faults)
+        return web.json_response({"added": len(faults), "faults": len(self.faults)})
 
+    async def _list_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults.to_dict())
 
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
+    async def _clear_faults(self, request: web.Request) -> web.Response:
+        self.faults.clear()
+        return web.json_response({"faults": 0})
+
+    async def _drop_sessions(self, request: web.Request) -> web.Response:
+        count = len(self._sessions)
+        self.drop_sessions()
+        return web.json_response({"dropped": count})
+
+    async def _rotate(self, request: web.Request) -> web.Response:
+        if self._core is None:
+            return web.json_response({"error": "auth is off: nothing to rotate"}, status=409)
+        self._core.rotate()
+        self.timeline.record(ACTOR, "fault", action="rotate", source="control")
+        return web.json_response({"rotated": True})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "sessions": len(self._sessions),
+                "requests": self._requests,
+                "faults": [state.to_dict() for state in self.faults.states],
+            }
+        )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import ssl
-import struct
 from typing import Any
 
 from aiohttp import web
@@ -13,9 +10,11 @@ from aiohttp import web
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigError
 from freshtoken._lifecycle import AsyncLifecycle
-from freshtoken._serve import LoopbackSite
+from freshtoken._serve import LoopbackSite, reset_connection
 from freshtoken._timeline import Timeline
-from freshtoken.fakes._oauth_core import (
+from freshtoken.fakes._oauth_core import OAuthCore
+from freshtoken.fakes._oauth_faults import TokenFault
+from freshtoken.fakes._oauth_models import (
     AUTHORIZE_PATH,
     INTROSPECTION_PATH,
     METADATA_PATH,
@@ -24,7 +23,6 @@ from freshtoken.fakes._oauth_core import (
     TOKEN_PATH,
     ClientRecord,
     CoreRequest,
-    OAuthCore,
     SeenTokenRequest,
     TokenInfo,
     TokenPair,
@@ -57,19 +55,6 @@ def oauth_application(core: OAuthCore) -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     return app
-
-
-def reset_connection(request: web.Request) -> None:
-    """Drop the request's connection with a TCP reset (what a "reset" fault means to a client)."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # SO_LINGER with a zero timeout turns the close into a TCP RST: the client sees a reset.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 class FakeAuthorizationServer(AsyncLifecycle):
@@ -227,3 +212,7 @@ class FakeAuthorizationServer(AsyncLifecycle):
         self.core.fail_next(
             times, status=status, error=error, delay=delay, reset=reset, garbage=garbage
         )
+
+    def add_token_fault(self, fault: TokenFault) -> None:
+        """See :meth:`OAuthCore.add_token_fault`."""
+        self.core.add_token_fault(fault)

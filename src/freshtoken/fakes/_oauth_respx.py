@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 import httpx
 import respx
 
-from freshtoken.fakes._oauth_core import CoreRequest, CoreResponse, OAuthCore
+from freshtoken.fakes._oauth_core import OAuthCore
+from freshtoken.fakes._oauth_models import CoreRequest, CoreResponse
 
 __all__ = ["mount_respx"]
 
