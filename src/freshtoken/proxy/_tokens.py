@@ -178,11 +178,12 @@ class BaseTokenSource(ABC):
         except InvalidGrantError as exc:
             self._terminal = exc
             self._record("refresh.failed", error=str(exc), terminal=True)
-            log.warning("%s", exc)
+            # Info, not warning: whoever asked (the proxy, per request) reports the failure.
+            log.info("token source %s is stuck: %s", self._label(), exc)
             raise
         except TokenSourceError as exc:
             self._record("refresh.failed", error=str(exc), terminal=False)
-            log.warning("%s", exc)
+            log.info("token source %s failed: %s", self._label(), exc)
             raise
         except Exception as exc:
             self._record("refresh.failed", error=type(exc).__name__, terminal=False)
