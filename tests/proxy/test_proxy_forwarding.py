@@ -250,16 +250,20 @@ async def test_upstream_death_mid_stream_ends_the_client_response(
 
     upstream.handler = handler
     url = proxy.register("up", upstream.url + "/mcp", StaticTokenSource("t"))
-    received = b""
+    received: list[bytes] = []
+
+    async def read_all(resp: aiohttp.ClientResponse) -> None:
+        async with asyncio.timeout(5):
+            while chunk := await resp.content.readany():
+                received.append(chunk)
+
     async with aiohttp.ClientSession() as client:
         payload = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
         async with client.post(url, json=payload) as resp:
             # The client sees the cut (no last chunk), never a clean end that hides it.
             with pytest.raises(aiohttp.ClientPayloadError):
-                async with asyncio.timeout(5):
-                    while chunk := await resp.content.readany():
-                        received += chunk
-    assert b"notifications/progress" in received
+                await read_all(resp)
+    assert b"notifications/progress" in b"".join(received)
     end = await timeline.wait_for(lambda e: e.kind == "stream.end", timeout=5)
     assert end.detail["reason"] == "upstream-error"
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from freshtoken.proxy import default_matcher, pattern_matcher
+from freshtoken.proxy import default_matcher, pattern_matcher, tool_error_matcher
 from freshtoken.proxy._matcher import may_match
 from freshtoken.proxy._sse import FirstEventScanner
 
@@ -34,7 +34,6 @@ AUTH_FAILURES = [
     ),
     {"error": {"code": "authentication_failed", "message": "authentication_failed: x"}},
     {"error": {"code": "authentication_failed"}},
-    _tool_error("Authentication failed (token revoked)"),
     # shapes seen in the wild
     _rpc_error("Unauthorized"),
     _rpc_error("Invalid or expired token", code=-32603),
@@ -42,9 +41,16 @@ AUTH_FAILURES = [
     _rpc_error("Upstream call failed", {"status": 401}),
     _rpc_error("Authentication required"),
     _rpc_error("Error", "access token has expired"),
-    _tool_error("Error: 401 Unauthorized from upstream API"),
     [_rpc_error("fine", code=-1), _rpc_error("Unauthenticated")],
     {"error": "invalid_token"},
+]
+
+# A tool's own failure text: an auth failure only for an upstream known to report one that way.
+TOOL_ERRORS_SAYING_AUTH = [
+    _tool_error("Authentication failed (token revoked)"),
+    _tool_error("Error: 401 Unauthorized from upstream API"),
+    # A tool that hit a SyntaxError: running it again would not help, and would run it twice.
+    _tool_error("SyntaxError: invalid token (line 1)"),
 ]
 
 HEALTHY: list[Any] = [
@@ -72,6 +78,20 @@ def test_default_matcher_recognises_auth_failures(message: Any) -> None:
 @pytest.mark.parametrize("message", HEALTHY)
 def test_default_matcher_leaves_everything_else_alone(message: Any) -> None:
     assert default_matcher(message) is False
+    assert tool_error_matcher(message) is False
+
+
+@pytest.mark.parametrize("message", TOOL_ERRORS_SAYING_AUTH)
+def test_tool_error_text_counts_only_when_opted_in(message: Any) -> None:
+    assert default_matcher(message) is False
+    assert pattern_matcher([r"nope"])(message) is False
+    assert tool_error_matcher(message) is True
+    assert pattern_matcher([r"nope"], tool_errors=True)(message) is True
+
+
+@pytest.mark.parametrize("message", AUTH_FAILURES)
+def test_opting_in_to_tool_errors_keeps_the_structured_rules(message: Any) -> None:
+    assert tool_error_matcher(message) is True
 
 
 def test_pattern_matcher_adds_patterns_in_parsed_fields_only() -> None:
@@ -156,7 +176,11 @@ def _json_children(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     "body",
     [
         json.dumps(message).encode()
-        for message in [*AUTH_FAILURES, _tool_error("fine", is_error=False) | {"error": None}]
+        for message in [
+            *AUTH_FAILURES,
+            *TOOL_ERRORS_SAYING_AUTH,
+            _tool_error("fine", is_error=False) | {"error": None},
+        ]
     ]
     + [
         b'{"jsonrpc":"2.0","id":1,"result":{"isError" :\ttrue,"content":[]}}',
@@ -167,16 +191,26 @@ def _json_children(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     ],
 )
 def test_the_pre_filter_never_skips_a_body_the_built_in_matchers_could_match(body: bytes) -> None:
-    assert may_match(default_matcher, body)
-    assert may_match(pattern_matcher([r"nope"]), body)
+    assert may_match(tool_error_matcher, body)
+    assert may_match(pattern_matcher([r"nope"], tool_errors=True), body)
+    if b"isError" not in body:
+        assert may_match(default_matcher, body)
+        assert may_match(pattern_matcher([r"nope"]), body)
+
+
+def test_the_pre_filter_skips_tool_errors_for_matchers_that_ignore_them() -> None:
+    body = json.dumps(_tool_error("invalid token")).encode()
+    assert not may_match(default_matcher, body)
+    assert may_match(tool_error_matcher, body)
 
 
 @given(st.recursive(_LEAVES, _json_children))
 def test_a_skipped_body_never_matches(value: Any) -> None:
     for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
         body = text.encode()
-        if not may_match(default_matcher, body):
-            assert not default_matcher(json.loads(body))
+        for matcher in (default_matcher, tool_error_matcher):
+            if not may_match(matcher, body):
+                assert not matcher(json.loads(body))
 
 
 def test_plain_success_is_skipped_only_for_built_in_matchers() -> None:

@@ -10,6 +10,7 @@ from freshtoken.proxy._matcher import (
     AuthFailureMatcher,
     default_matcher,
     pattern_matcher,
+    tool_error_matcher,
 )
 from freshtoken.proxy._proxy import Proxy
 from freshtoken.proxy._tokens import (
@@ -39,4 +40,5 @@ __all__ = [
     "default_matcher",
     "load_config",
     "pattern_matcher",
+    "tool_error_matcher",
 ]

@@ -1,7 +1,10 @@
 """Deciding whether a parsed upstream message means "your bearer was not accepted".
 
 A matcher sees parsed JSON (never raw bytes), so a tool that merely *echoes* the words
-"authentication failed" inside a successful result is not mistaken for an auth failure.
+"authentication failed" inside a successful result is not mistaken for an auth failure. A match
+makes the proxy replay the request, and replaying a ``tools/call`` runs the tool again: the
+default matcher trusts structured signals only (error objects), never the text of a tool's
+result; reading tool-error text is opt-in (:data:`tool_error_matcher`, ``tool_errors=True``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,13 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["AUTH_FAILURE_CODES", "AuthFailureMatcher", "default_matcher", "pattern_matcher"]
+__all__ = [
+    "AUTH_FAILURE_CODES",
+    "AuthFailureMatcher",
+    "default_matcher",
+    "pattern_matcher",
+    "tool_error_matcher",
+]
 
 
 class AuthFailureMatcher(Protocol):
@@ -96,54 +105,62 @@ def _tool_error_says_auth(result: Any, phrases: re.Pattern[str]) -> bool:
     )
 
 
-def _match(message: Any, phrases: re.Pattern[str]) -> bool:
+def _match(message: Any, phrases: re.Pattern[str], tool_errors: bool) -> bool:
     if isinstance(message, list):
-        return any(_match(item, phrases) for item in message)
+        return any(_match(item, phrases, tool_errors) for item in message)
     if not isinstance(message, Mapping):
         return False
     if "error" in message:
         return _error_says_auth(message["error"], phrases)
-    if "result" in message:
+    if tool_errors and "result" in message:
         return _tool_error_says_auth(message["result"], phrases)
     return False
 
 
-# The built-in rules read only an "error" member or a result's "isError": true. A raw body that
-# spells neither, and has no escape that could spell them (\u0065rror) nor a UTF-16/32 encoding
-# (NUL bytes up front), cannot match, so the hot path need not parse it. Anything else is parsed
-# and classified as usual.
+# The built-in rules read only an "error" member, or (when they read tool errors) a result's
+# "isError": true. A raw body that spells neither, and has no escape that could spell them
+# (\u0065rror) nor a UTF-16/32 encoding (NUL bytes up front), cannot match, so the hot path need
+# not parse it. Anything else is parsed and classified as usual.
 _IS_ERROR_TRUE = re.compile(rb'"isError"\s*:\s*true')
-_BUILT_IN: weakref.WeakSet[Any] = weakref.WeakSet()
+# Built-in matcher -> whether it reads tool-error text.
+_BUILT_IN: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def may_match(matcher: AuthFailureMatcher, body: bytes) -> bool:
     """False only when parsing ``body`` cannot make ``matcher`` say True (a built-in matcher and
-    a body without an ``error`` member or ``isError: true``); custom matchers always see it."""
-    if matcher is not default_matcher and matcher not in _BUILT_IN:
+    a body without an ``error`` member, nor ``isError: true`` for one that reads tool errors);
+    custom matchers always see it."""
+    tool_errors = _BUILT_IN.get(matcher)
+    if tool_errors is None:
         return True
     if b'"error"' in body or b"\\u" in body or b"\x00" in body[:4]:
         return True
-    return b'"isError"' in body and _IS_ERROR_TRUE.search(body) is not None
+    return tool_errors and b'"isError"' in body and _IS_ERROR_TRUE.search(body) is not None
 
 
 def default_matcher(message: Any) -> bool:
     """The built-in rule, applied to parsed JSON only.
 
-    True for: a JSON-RPC (or plain JSON) ``error`` whose string ``code`` is an auth code (PostHog's
+    True for a JSON-RPC (or plain JSON) ``error`` whose string ``code`` is an auth code (PostHog's
     ``{"error": {"code": "authentication_failed"}}``), whose ``message`` names an authentication
-    failure, or whose ``data`` carries such a code, phrase or HTTP status 401; and for a
-    ``tools/call`` result with ``isError: true`` whose text content names an authentication
-    failure. A batch matches when any member does. ``insufficient_scope`` and permission
-    ("forbidden") errors never match.
+    failure, or whose ``data`` carries such a code, phrase or HTTP status 401. A batch matches
+    when any member does. ``insufficient_scope`` and permission ("forbidden") errors never match.
+    A ``tools/call`` result never matches, whatever its text says: a tool that failed with
+    "invalid token" in its output may be reporting its own business, and a replay would run it
+    twice (see :data:`tool_error_matcher`).
     """
-    return _match(message, _AUTH_PHRASES)
+    return _match(message, _AUTH_PHRASES, False)
 
 
-def pattern_matcher(patterns: Iterable[str], *, include_default: bool = True) -> AuthFailureMatcher:
+def pattern_matcher(
+    patterns: Iterable[str] = (), *, include_default: bool = True, tool_errors: bool = False
+) -> AuthFailureMatcher:
     """A matcher that also accepts the regular expressions ``patterns`` (case-insensitive).
 
     The patterns are searched in the same parsed fields the default rule reads (error message,
-    error data, tool-error text), never in the raw body.
+    error data), never in the raw body. ``tool_errors=True`` also reads the text content of a
+    ``tools/call`` result with ``isError: true``: for upstreams known to report a refused bearer
+    that way (a match re-runs the tool).
     """
     pattern_list = list(patterns)
     for pattern in pattern_list:
@@ -156,11 +173,18 @@ def pattern_matcher(patterns: Iterable[str], *, include_default: bool = True) ->
     phrases = re.compile("|".join(alternatives), re.IGNORECASE)
 
     def matcher(message: Any) -> bool:
-        return _match(message, phrases)
+        return _match(message, phrases, tool_errors)
 
-    matcher.__doc__ = f"Auth-failure matcher with the extra patterns {pattern_list!r}."
-    _BUILT_IN.add(matcher)
+    matcher.__doc__ = (
+        f"Auth-failure matcher with the extra patterns {pattern_list!r}"
+        f"{' that also reads tool-error text' if tool_errors else ''}."
+    )
+    _BUILT_IN[matcher] = tool_errors
     return matcher
 
 
-_BUILT_IN.add(default_matcher)
+_BUILT_IN[default_matcher] = False
+
+tool_error_matcher = pattern_matcher(tool_errors=True)
+"""The default rule, plus a ``tools/call`` result with ``isError: true`` whose text names an
+authentication failure (opt-in: a match re-runs the tool)."""
