@@ -38,13 +38,11 @@ def stream_call(count: int, pace: float, *, id: int = 2, token: str = "p") -> di
 
 async def advance_until(h: MCPHarness, events: int) -> None:
     """Advance the manual clock one pace step at a time until ``events`` sse.event were written."""
-    for _ in range(200):
-        if h.timeline.count(actor="mcp", kind="sse.event") >= events:
-            return
-        if h.clock.sleepers:
-            h.clock.advance(1)
-        await asyncio.sleep(0.005)
-    raise AssertionError(h.timeline.format())
+    while h.timeline.count(actor="mcp", kind="sse.event") < events:
+        mark = h.timeline.next_seq
+        await h.clock.wait_for_sleepers(1)
+        h.clock.advance(1)
+        await h.timeline.wait_for(lambda e: e.kind == "sse.event", since=mark)
 
 
 @SOCKETS
@@ -60,11 +58,9 @@ async def test_stream_tool_paces_on_the_clock(tls: bool) -> None:
             first = await anext(reader)
             assert first.data == ""  # priming event
             for _n in range(3):
-                await h.timeline.wait_for(
-                    lambda e: e.kind == "sse.event" or h.clock.sleepers > 0, since=since
-                )
-                while not h.clock.sleepers:
-                    await asyncio.sleep(0.002)
+                # The tool is due to write nothing until the clock moves past its pace.
+                await h.clock.wait_for_sleepers(1)
+                assert h.timeline.count(actor="mcp", kind="sse.event", since=since) == _n
                 h.clock.advance(1)
                 received.append((await anext(reader)).message)
             received.append((await anext(reader)).message)
@@ -178,11 +174,11 @@ async def test_stateless_client_disconnect_cancels_the_request() -> None:
             await advance_until(h, 1)
             assert (await anext(reader)).message["params"]["progress"] == 1
         await h.timeline.wait_for(lambda e: e.kind == "stream.cancelled", timeout=5)
-        for _ in range(100):
-            if not h.server._tasks:
-                break
-            await asyncio.sleep(0.01)
+        producers = set(h.server._tasks)
+        done, _ = await asyncio.wait(producers, timeout=5) if producers else (set(), set())
+        assert all(task.cancelled() for task in done)
         assert not h.server._tasks  # the producer was cancelled with the response
+        assert h.clock.sleepers == 0  # and the tool no longer waits to send its next event
 
 
 async def test_standalone_get_stream_and_delete_session() -> None:
@@ -217,10 +213,11 @@ async def test_delay_fault_waits_on_the_clock() -> None:
         await h.initialize()
         h.server.faults.add(Fault(Match(tool="echo"), Delay(seconds=30)))
         call = asyncio.ensure_future(h.call("echo", {"text": "late"}))
-        while not h.clock.sleepers:
-            await asyncio.sleep(0.002)
+        await h.clock.wait_for_sleepers(1)
+        h.clock.advance(29)
+        await h.clock.wait_for_sleepers(1)
         assert not call.done()
-        h.clock.advance(30)
+        h.clock.advance(1)
         assert (await asyncio.wait_for(call, 5)).json()["result"]["content"][0]["text"] == "late"
 
 

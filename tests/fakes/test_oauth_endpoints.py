@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from urllib.parse import quote_plus
 
+import httpx
 import pytest
 from oauth_helpers import TRANSPORTS, OAuthHarness, oauth_harness, pkce_pair, redirect_params
 
@@ -19,8 +21,6 @@ async def oauth(request: pytest.FixtureRequest) -> AsyncIterator[OAuthHarness]:
 
 
 def assert_oauth_error(response: object, status: int, error: str) -> None:
-    import httpx
-
     assert isinstance(response, httpx.Response)
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == "application/json"
@@ -433,9 +433,27 @@ async def test_server_attributes_and_passthroughs() -> None:
         assert server.issue_tokens().expires_in == 5
         server.rotate()
         assert server.validate_access_token(pair.access_token) is None
-        credentials = f"{server.client_id}:{server.client_secret}".encode()
-        assert base64.b64encode(credentials)
         assert server.token_requests == 0
+        # The advertised credentials authenticate at the token endpoint, sent as RFC 6749
+        # §2.3.1 says: each part form-urlencoded, then Basic-encoded.
+        odd = server.register_client(client_id="id:with space", client_secret="s+cr/t%")
+        async with httpx.AsyncClient() as client:
+            for client_id, secret in [
+                (server.client_id, server.client_secret),
+                (odd.client_id, odd.client_secret or ""),
+            ]:
+                credentials = f"{quote_plus(client_id)}:{quote_plus(secret)}"
+                basic = "Basic " + base64.b64encode(credentials.encode()).decode()
+                granted = await client.post(
+                    server.token_endpoint,
+                    data={"grant_type": "client_credentials"},
+                    headers={"Authorization": basic},
+                )
+                assert granted.status_code == 200, granted.text
+                info = server.validate_access_token(granted.json()["access_token"])
+                assert info is not None
+                assert info.client_id == client_id
+        assert server.token_requests == 2
         server.check()
     with pytest.raises(RuntimeError, match="not running"):
         _ = server.url

@@ -84,7 +84,7 @@ async def test_delay_waits_for_the_manual_clock(oauth: OAuthHarness) -> None:
     oauth.core.fail_next(delay=30)
     pending = asyncio.create_task(oauth.token(GRANT))
     await oauth.timeline.wait_for(lambda e: e.kind == "fault", timeout=5)
-    assert oauth.clock.sleepers == 1
+    await oauth.clock.wait_for_sleepers(1)
     oauth.clock.advance(29)
     assert oauth.clock.sleepers == 1
     assert not pending.done()
@@ -98,6 +98,7 @@ async def test_a_success_status_fault_only_delays_a_normal_answer(oauth: OAuthHa
     oauth.core.fail_next(status=200, delay=5)
     pending = asyncio.create_task(oauth.token(GRANT))
     await oauth.timeline.wait_for(lambda e: e.kind == "fault", timeout=5)
+    await oauth.clock.wait_for_sleepers(1)
     assert not pending.done()
     oauth.clock.advance(5)
     response = await asyncio.wait_for(pending, 5)
@@ -110,6 +111,7 @@ async def test_delayed_reset(oauth: OAuthHarness) -> None:
     oauth.core.fail_next(reset=True, delay=2)
     pending = asyncio.create_task(oauth.token(GRANT))
     await oauth.timeline.wait_for(lambda e: e.kind == "fault", timeout=5)
+    await oauth.clock.wait_for_sleepers(1)
     oauth.clock.advance(2)
     with pytest.raises(httpx.TransportError):
         await asyncio.wait_for(pending, 5)
