@@ -40,7 +40,7 @@ from freshtoken.proxy import (
     Proxy,
     RefreshTokenSource,
 )
-from freshtoken.proxy._grants import sanitize_description
+from freshtoken.proxy._endpoint import sanitize_description
 
 AWKWARD_SECRET = "s+cr%t&x:y z/é="
 # The fake AS compares secrets as str, which refuses non-ASCII: its test secret stays ASCII.

@@ -35,15 +35,14 @@ from freshtoken._schema import (
 )
 from freshtoken._serve import is_loopback_host
 from freshtoken._timeline import Timeline
-from freshtoken.proxy._grants import (
+from freshtoken.proxy._endpoint import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_WAIT,
     DEFAULT_TIMEOUT,
-    ClientCredentialsSource,
-    RefreshTokenSource,
 )
+from freshtoken.proxy._grants import ClientCredentialsSource, RefreshTokenSource
 from freshtoken.proxy._limits import Limits
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, pattern_matcher
 from freshtoken.proxy._proxy import Proxy, valid_target_name
