@@ -117,16 +117,22 @@ def open_session(limits: Limits) -> aiohttp.ClientSession:
 
 
 class EnvProxy:
-    """The forward proxy (from ``HTTP(S)_PROXY`` / ``NO_PROXY``) that a target goes through."""
+    """The forward proxy (from ``HTTP(S)_PROXY`` / ``NO_PROXY``) that a target goes through.
 
-    __slots__ = ("headers", "url")
+    Its credentials go in ``Proxy-Authorization``: on the CONNECT request for an https upstream,
+    on every request for a plain-http one (the proxy reads those requests whole).
+    """
 
-    def __init__(self, url: URL, headers: dict[str, str] | None) -> None:
+    __slots__ = ("connect_headers", "request_headers", "url")
+
+    def __init__(self, url: URL, authorization: str | None, *, tunnel: bool) -> None:
         self.url = url
-        self.headers = headers
+        credentials = {} if authorization is None else {"Proxy-Authorization": authorization}
+        self.connect_headers = credentials if tunnel else {}
+        self.request_headers = {} if tunnel else credentials
 
     def kwargs(self) -> dict[str, Any]:
-        return {"proxy": self.url, "proxy_headers": self.headers}
+        return {"proxy": self.url, "proxy_headers": self.connect_headers or None}
 
 
 def env_proxy(upstream_url: str) -> EnvProxy | None:
@@ -142,8 +148,7 @@ def env_proxy(upstream_url: str) -> EnvProxy | None:
     if not raw:
         return None
     proxy = URL(raw if "://" in raw else f"http://{raw}")
-    headers = None
+    authorization = None
     if proxy.user is not None:
-        auth = aiohttp.BasicAuth(proxy.user, proxy.password or "")
-        headers = {"Proxy-Authorization": auth.encode()}
-    return EnvProxy(proxy.with_user(None), headers)
+        authorization = aiohttp.encode_basic_auth(proxy.user, proxy.password or "")
+    return EnvProxy(proxy.with_user(None), authorization, tunnel=url.scheme == "https")

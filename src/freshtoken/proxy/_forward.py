@@ -204,6 +204,8 @@ class Forwarder:
             return self._token_failure(ex, exc)
         url = URL(target.origin + ex.suffix, encoded=True)
         headers = _upstream_headers(ex.request.headers)
+        if target.proxy is not None:
+            headers.update(target.proxy.request_headers)
         timeline = self.timeline
         sends = 0
         while True:
@@ -528,7 +530,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the upstream closed the connection without a response"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"malformed response ({exc.message})"
+        # The parser's reason only: the lines after it quote the upstream's bytes.
+        reason = exc.message.splitlines()[0] if exc.message else ""
+        return f"malformed response ({reason[:200].rstrip(':')})"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "malformed or incomplete body"
     return str(exc) or type(exc).__name__
