@@ -157,7 +157,9 @@ async def test_an_upstream_that_never_answers_is_a_504_and_its_connection_is_clo
 
 
 def _head(length: int | None = None, ctype: bytes = b"application/json") -> bytes:
-    framing = b"Content-Length: %d" % length if length is not None else b"Transfer-Encoding: chunked"
+    framing = (
+        b"Content-Length: %d" % length if length is not None else b"Transfer-Encoding: chunked"
+    )
     return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%s\r\n\r\n" % (ctype, framing)
 
 
@@ -224,7 +226,7 @@ async def test_a_chunked_body_cut_after_the_response_started_is_a_cut_for_the_cl
     ("response", "what"),
     [
         (_head(100) + b'{"jsonrpc":', "response body cut short"),
-        (_head(None) + b"5\r\n{\"jso", "response body cut short"),
+        (_head(None) + b'5\r\n{"jso', "response body cut short"),
         (_head(None, b"text/event-stream") + b"10\r\n: priming\n\nid: 1\r\n", "event stream cut"),
     ],
     ids=["fixed", "chunked", "sse"],
