@@ -179,7 +179,7 @@ def _legend_keys() -> str:
         '<p class="legend">marks: '
         + "".join(f'<span class="key {cls}">{text}</span>' for cls, text in keys)
         + " \u00b7 <b>stale</b>: a bearer sent after it was rotated, expired or revoked "
-        "(drawn in red only inside diagrams) \u00b7 "
+        "(a red outline) \u00b7 "
         f'<b style="color:{PIN_COLOUR}">\u2691</b>: the events a failed invariant is about</p>'
     )
 

@@ -53,9 +53,60 @@ class ReportItem:
             protocol_version=str(result.scenario.setup.protocol_version),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for pytest-xdist to carry from a worker); :meth:`from_dict` reads it back."""
+        return {
+            "name": self.name,
+            "outcome": self.outcome,
+            "events": [
+                {
+                    "seq": e.seq,
+                    "time": e.time,
+                    "actor": e.actor,
+                    "kind": e.kind,
+                    "request_id": e.request_id,
+                    "token": e.token,
+                    "status": e.status,
+                    "detail": {k: _plain(v) for k, v in e.detail.items()},
+                }
+                for e in self.events
+            ],
+            "failures": [list(pair) for pair in self.failures],
+            "pins": [[seq, list(names)] for seq, names in self.pins.items()],
+            "subject": self.subject,
+            "duration": self.duration,
+            "title": self.title,
+            "reproduces": self.reproduces,
+            "protocol_version": self.protocol_version,
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportItem:
+        """The item :meth:`to_dict` described."""
+        return cls(
+            name=str(data["name"]),
+            outcome=data["outcome"],
+            events=tuple(Event(**event) for event in data.get("events", ())),
+            failures=tuple((str(a), str(b)) for a, b in data.get("failures", ())),
+            pins={int(seq): tuple(names) for seq, names in data.get("pins", ())},
+            subject=str(data.get("subject", "")),
+            duration=float(data.get("duration", 0.0)),
+            title=str(data.get("title", "")),
+            reproduces=str(data.get("reproduces", "")),
+            protocol_version=str(data.get("protocol_version", "")),
+            output=str(data.get("output", "")),
+        )
+
     def diagram(self) -> Diagram:
         """This item's timeline as a sequence diagram, failed invariants pinned to their events."""
         return build_diagram(self.events, self.pins)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def diagram_text(entry: ReportItem | ScenarioResult) -> str:
