@@ -291,6 +291,13 @@ _REFRESH = (
             "not both",
         ),
         ("[matcher]\npatterns=['(']\n" + _TARGET, "matcher.patterns[0]", "regular expression"),
+        ("[matcher]\ninclude_default=false\n" + _TARGET, "matcher.include_default", "pattern"),
+        (
+            "[matcher]\nfunction='m:f'\ntool_errors=true\n" + _TARGET,
+            "matcher.function",
+            "not both",
+        ),
+        ("[matcher]\ntool_errors=1\n" + _TARGET, "matcher.tool_errors", "valid boolean"),
     ],
 )
 def test_bad_configs_name_file_key_and_reason(
@@ -328,6 +335,20 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
     assert info.value.field == "(file)"
     assert "No such file" in str(info.value)
+
+
+def test_tool_error_text_is_read_only_when_asked(tmp_path: Path) -> None:
+    tool_error = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"isError": True, "content": [{"type": "text", "text": "invalid token"}]},
+    }
+    default = _write(tmp_path, _TARGET)
+    assert not load_config(default).matcher(tool_error)
+    opted_in = _write(tmp_path, "[matcher]\ntool_errors = true\n" + _TARGET)
+    matcher = load_config(opted_in).matcher
+    assert matcher(tool_error)
+    assert matcher({"error": {"code": "invalid_token", "message": "x"}})
 
 
 def test_matcher_function_is_imported(tmp_path: Path) -> None:

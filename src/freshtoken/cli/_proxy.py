@@ -69,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(config: ProxyConfig) -> int:
     stop = stop_requested()
     async with config.create_proxy() as proxy:
-        for name, url in config.register_all(proxy).items():
+        try:
+            urls = config.register_all(proxy)
+        except ValueError as exc:
+            # The schema checks what it can; the proxy has the last word on a target.
+            print(f"freshtoken proxy: {config.path}: {exc}", file=sys.stderr)
+            return 2
+        for name, url in urls.items():
             print(f"{name} {url}", flush=True)
         await stop.wait()
     return 0

@@ -167,6 +167,7 @@ class _Matcher(BaseModel):
 
     patterns: tuple[Annotated[str, AfterValidator(_regex)], ...] = ()
     include_default: Flag = True
+    tool_errors: Flag = False
     function: Annotated[str, AfterValidator(_dotted)] | None = None
 
 
@@ -343,12 +344,17 @@ class _Where:
 
 def _matcher(where: _Where, table: _Matcher) -> AuthFailureMatcher:
     if table.function is not None:
-        if table.patterns:
-            raise where.error("matcher.function", "give patterns or function, not both")
+        for other in ("patterns", "include_default", "tool_errors"):
+            if other in table.model_fields_set:
+                raise where.error("matcher.function", f"give {other} or function, not both")
         return _import_matcher(where, table.function)
-    if not table.patterns and table.include_default:
+    if not table.patterns and not table.include_default:
+        raise where.error("matcher.include_default", "false needs at least one pattern")
+    if not table.patterns and table.include_default and not table.tool_errors:
         return default_matcher
-    return pattern_matcher(table.patterns, include_default=table.include_default)
+    return pattern_matcher(
+        table.patterns, include_default=table.include_default, tool_errors=table.tool_errors
+    )
 
 
 def _import_matcher(where: _Where, dotted: str) -> AuthFailureMatcher:
