@@ -27,7 +27,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FT_SECRET", "s3cret")
     monkeypatch.setenv("FT_RT", "rt-1")
     ca = FakeCA(tmp_path / "ca")
@@ -126,9 +126,12 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert a.ssl_context is not None
     assert not a.allow_insecure_http
     assert b.allow_insecure_http
-    proxy = config.create_proxy()
-    assert proxy.secret == "fixed-secret"
-    assert proxy.limits is config.limits
+    async with config.create_proxy() as proxy:
+        assert proxy.secret == "fixed-secret"
+        assert proxy.limits is config.limits
+        # allow_insecure_http reaches the proxy: b's plain-http upstream off loopback registers.
+        urls = config.register_all(proxy)
+        assert urls["b"] == f"{proxy.url}/b/mcp"
     ca.close()
 
 
