@@ -5,7 +5,8 @@ refresh safe under concurrency: single-flight (one fetch at a time, everyone els
 and compare-and-swap on the stale token (a caller whose token was already replaced gets the
 replacement without a new fetch). It also refuses, at the source, any token that could not be
 sent safely: a token is kept, stored and sent only if it matches RFC 6750's ``b64token`` syntax.
-The OAuth grants live in ``_grants.py``, their store in ``_store.py``.
+The OAuth grants live in ``_grants.py``, the token-endpoint client they share in ``_endpoint.py``
+and the refresh-token store in ``_store.py``.
 """
 
 from __future__ import annotations
