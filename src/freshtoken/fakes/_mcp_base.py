@@ -34,10 +34,12 @@ from freshtoken.fakes._fault_plan import FaultPlan, FaultState
 from freshtoken.fakes._faults import Action, Delay
 from freshtoken.fakes._mcp_auth import Validator
 from freshtoken.fakes._mcp_protocol import (
+    BUILTINS,
     HANDSHAKE_VERSIONS,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     MODERN_VERSIONS,
+    Registry,
     RpcError,
     error_message,
 )
@@ -197,6 +199,8 @@ class McpServerBase:
         self._site: LoopbackSite | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._requests = 0
+        # The JSON-RPC methods and tools this server answers: its own copy of the built-ins.
+        self._registry: Registry = BUILTINS.copy()
         self._controls: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.Response]]] = {}
 
     @property

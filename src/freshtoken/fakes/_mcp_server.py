@@ -43,7 +43,6 @@ from freshtoken.fakes._mcp_protocol import (
     UNSUPPORTED_PROTOCOL_VERSION,
     RpcError,
     ToolContext,
-    dispatch,
     error_message,
     result_message,
 )
@@ -329,7 +328,9 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
         self, ex: Exchange, method: str, params: Mapping[str, Any], ctx: ToolContext
     ) -> tuple[int, Any]:
         try:
-            result = await dispatch(method, params, ctx, protocol_version=self.protocol_version)
+            result = await self._registry.dispatch(
+                method, params, ctx, protocol_version=self.protocol_version
+            )
         except RpcError as error:
             status = _MODERN_STATUS.get(error.code, 200) if self._modern else 200
             return status, error_message(ex.rpc_id, error)
