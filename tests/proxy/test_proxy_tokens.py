@@ -288,6 +288,7 @@ async def test_command_source(tmp_path: Path) -> None:
     empty = CommandTokenSource([sys.executable, "-c", "pass"])
     with pytest.raises(TokenSourceError, match="no token"):
         await empty.token()
+    # A command that hangs (reading a stdin that never ends would do too): the timeout ends it.
     slow = CommandTokenSource([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.2)
     with pytest.raises(TokenSourceError, match="no token within"):
         await slow.token()

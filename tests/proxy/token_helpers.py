@@ -124,7 +124,7 @@ def drip(*, head_too: bool, interval: float = 0.05, limit: int = 2000) -> Behavi
         for byte in data[:limit]:
             writer.write(bytes([byte]))
             await writer.drain()
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval)  # the hostile pace itself, not a wait for a task
 
     return behaviour
 
