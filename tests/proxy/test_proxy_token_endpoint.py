@@ -384,6 +384,24 @@ async def test_through_the_proxy_a_malformed_token_never_reaches_the_upstream() 
         await site.stop()
 
 
+async def test_through_the_proxy_a_grant_in_doubt_answers_502_and_is_not_resent() -> None:
+    site, seen = await _json_upstream()
+    try:
+        async with (
+            scripted_endpoint(hang_up, default=token_response()) as endpoint,
+            Proxy() as proxy,
+        ):
+            source = RefreshTokenSource(endpoint.url, "c", refresh_token="rt-1")
+            url = proxy.register("t", site.url + "/mcp", source)
+            answers = [await _call(url) for _ in range(3)]
+            assert [status for status, _ in answers] == [502] * 3
+            assert "outcome is unknown" in answers[0][1]["error"]["message"]
+            assert len(endpoint.requests) == 1
+            assert seen == []
+    finally:
+        await site.stop()
+
+
 # ---- finding 4: the AS's error_description is sanitized --------------------------------------
 
 
