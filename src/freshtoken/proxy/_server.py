@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from freshtoken.proxy._limits import Limits
@@ -127,10 +128,14 @@ class _Connection(RequestHandler):
     def log_exception(self, *args: Any, **kw: Any) -> None:
         exc = kw.get("exc_info")
         name = type(exc).__name__ if isinstance(exc, BaseException) else "error"
+        malformed = isinstance(exc, HttpProcessingError)
         if self._server.bad_requests.allow():
-            log.warning("a client request failed: %s", name)
-        # The detail may quote the request line (and so the capability secret): debug only.
-        log.debug("request failure detail: %s", name, exc_info=kw.get("exc_info"))
+            log.warning(
+                "%s: %s", "a malformed client request" if malformed else "a request failed", name
+            )
+        if not malformed:
+            # A fault of the proxy itself: its traceback is worth having, at debug level only.
+            log.debug("request failure detail", exc_info=exc)
 
 
 class ProxyServer(web.Server):
@@ -147,6 +152,7 @@ class ProxyServer(web.Server):
         self.limits = limits
         self.max_connections = effective_max_connections(limits.max_connections)
         self.bad_requests = Throttle("failed client requests")
+        self.evictions = Throttle("client connections closed to make room")
         # Insertion-ordered: the first entries are the oldest connections.
         self._open: dict[_Connection, None] = {}
 
@@ -177,7 +183,7 @@ class ProxyServer(web.Server):
         ) or next((c for c in self._open if c is not newcomer and not c.serving), None)
         if victim is None:
             victim = newcomer
-        if self.bad_requests.allow():
+        if self.evictions.allow():
             log.warning(
                 "%d client connections open (max %d): closing the oldest idle one",
                 len(self._open),
@@ -194,9 +200,9 @@ class AcceptErrorGuard:
     exception handler, with a traceback, up to a hundred times per readiness event.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sockname: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, address: tuple[str, int]) -> None:
         self._loop = loop
-        self._sockname = sockname
+        self._address = address
         self._previous = loop.get_exception_handler()
         self.throttle = Throttle("failed accept() calls")
         loop.set_exception_handler(self)
@@ -206,7 +212,7 @@ class AcceptErrorGuard:
         if (
             str(context.get("message", "")).startswith("socket.accept()")
             and sock is not None
-            and _sockname(sock) == self._sockname
+            and _address(sock) == self._address
         ):
             if self.throttle.allow():
                 exc = context.get("exception")
@@ -222,8 +228,9 @@ class AcceptErrorGuard:
             self._loop.set_exception_handler(self._previous)
 
 
-def _sockname(sock: Any) -> Any:
+def _address(sock: Any) -> tuple[str, int] | None:
     try:
-        return sock.getsockname()
+        name = sock.getsockname()
     except OSError:
         return None
+    return (name[0], name[1]) if isinstance(name, tuple) else None
