@@ -8,6 +8,7 @@ client, no redirects, no decompression (the body goes to the client as the upstr
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import socket
 import urllib.request
@@ -150,5 +151,6 @@ def env_proxy(upstream_url: str) -> EnvProxy | None:
     proxy = URL(raw if "://" in raw else f"http://{raw}")
     authorization = None
     if proxy.user is not None:
-        authorization = aiohttp.encode_basic_auth(proxy.user, proxy.password or "")
+        credentials = f"{proxy.user}:{proxy.password or ''}".encode()
+        authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
     return EnvProxy(proxy.with_user(None), authorization, tunnel=url.scheme == "https")
