@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -252,3 +253,21 @@ def test_match_fields_select_requests() -> None:
     assert not facts.matches(Fault(Match(rpc_method="tools/list"), Rotate()))
     assert facts.matches(Fault(Match(at_time=100.0), Rotate()))
     assert not facts.matches(Fault(Match(at_time=100.5), Rotate()))
+
+
+def test_a_copied_plan_is_independent() -> None:
+    class Settings(BaseModel):
+        plan: FaultPlan = FaultPlan()
+
+    first, second = Settings(), Settings()
+    first.plan.add(Fault(Match(), Rotate()))
+    assert (len(first.plan), len(second.plan)) == (1, 0)
+    plan = FaultPlan([Fault(Match(tool="echo"), Status401())])
+    plan.on_request(RequestFacts("POST", "tools/call", "echo"))
+    for copied in (copy.copy(plan), copy.deepcopy(plan), plan.model_copy()):
+        assert copied == plan
+        assert [s.fired for s in copied.states] == [1]
+        copied.add(Fault(Match(), Rotate()))
+        copied.states[0].fired = 0
+        assert len(plan) == 1
+        assert plan.states[0].fired == 1

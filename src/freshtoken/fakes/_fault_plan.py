@@ -91,6 +91,17 @@ class FaultPlan(Spec):
     def model_post_init(self, context: Any, /) -> None:
         self._states = [FaultState(fault) for fault in self.faults]
 
+    def __copy__(self) -> FaultPlan:
+        # A copy is an independent plan (its own lock and counts); the specs are immutable,
+        # so both plans may share them.
+        with self._lock:
+            copied = FaultPlan(list(self.faults))
+            copied._states = [FaultState(s.fault, seen=s.seen, fired=s.fired) for s in self._states]
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> FaultPlan:
+        return self.__copy__()
+
     def add(self, fault: Fault) -> FaultState:
         """Append ``fault``; return its state (its ``fired`` count shows whether it fired)."""
         state = FaultState(fault)
