@@ -144,7 +144,9 @@ class Grants:
         if client.client_secret is None:
             if secret is not None:
                 raise OAuthError("invalid_client", "public client sent a secret", 401)
-        elif secret is None or not secrets.compare_digest(secret, client.client_secret):
+        elif secret is None or not secrets.compare_digest(
+            secret.encode(), client.client_secret.encode()
+        ):
             raise OAuthError("invalid_client", "client authentication failed", 401)
         return client
 
@@ -241,7 +243,7 @@ class Grants:
                 raise OAuthError("invalid_grant", "malformed code_verifier")
             digest = hashlib.sha256(verifier.encode("ascii")).digest()
             expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-            if not secrets.compare_digest(expected, code.code_challenge):
+            if not secrets.compare_digest(expected.encode(), code.code_challenge.encode()):
                 raise OAuthError("invalid_grant", "code_verifier does not match code_challenge")
         elif verifier is not None:
             raise OAuthError("invalid_grant", "code_verifier sent for a code without PKCE")
