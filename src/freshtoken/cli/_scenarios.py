@@ -13,9 +13,11 @@ from freshtoken.scenarios import (
     ScenarioResult,
     Subject,
     builtin_subjects,
+    diagram_text,
     get_subject,
     load_catalogue,
     run_scenario,
+    write_html,
 )
 from freshtoken.scenarios._report import summary_table, write_json, write_junit
 
@@ -47,6 +49,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     show = actions.add_parser("show", help="print one scenario file")
     show.add_argument("name")
+    show.add_argument(
+        "--diagram",
+        action="store_true",
+        help="also run it once (against --subject) and draw its sequence diagram",
+    )
+    show.add_argument(
+        "--subject",
+        default="proxy",
+        metavar="S",
+        help="the subject --diagram runs it against (default: proxy)",
+    )
     catalogue_option(show)
     show.set_defaults(func=_show)
 
@@ -68,6 +81,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     run.add_argument("--json", metavar="FILE", help="write a JSON report with timelines")
+    run.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a self-contained HTML report with a sequence diagram per scenario",
+    )
+    run.add_argument(
+        "--diagram",
+        action="store_true",
+        help="print each run's sequence diagram (for a failure, instead of its raw timeline)",
+    )
     run.set_defaults(func=_run)
 
 
@@ -99,7 +122,21 @@ def _show(args: argparse.Namespace) -> int:
     print(f"# {scenario.source}")
     if scenario.source is not None:
         print(Path(scenario.source).read_text(encoding="utf-8"), end="")
+    if args.diagram:
+        try:
+            subject = get_subject(args.subject)
+        except ConfigError as exc:
+            return _usage_error(exc)
+        print()
+        print(_diagram_block(asyncio.run(run_scenario(scenario, subject))))
     return 0
+
+
+def _diagram_block(result: ScenarioResult) -> str:
+    lines = [f"{result.scenario.name} on {result.subject}: {'pass' if result.passed else 'FAILED'}"]
+    lines += [f"  {check.name}: {check.reason}" for check in result.failures]
+    lines.append(diagram_text(result))
+    return "\n".join(lines)
 
 
 def _pick(scenarios: list[Scenario], names: list[str]) -> list[Scenario]:
@@ -122,9 +159,14 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(summary_table(results))
     for result in results:
-        if not result.passed:
+        if args.diagram:
+            print()
+            print(_diagram_block(result))
+        elif not result.passed:
             print()
             print(result.format_failures())
+    if args.html:
+        write_html(results, args.html, subject=args.subject)
     if args.junit:
         write_junit(results, args.junit)
     if args.json:

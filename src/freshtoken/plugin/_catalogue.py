@@ -9,6 +9,7 @@ import pytest
 
 from freshtoken._errors import ConfigError, InvariantViolation
 from freshtoken.plugin._hooks import timeline_key
+from freshtoken.plugin._html import scenario_result_key
 from freshtoken.plugin._options import PluginOptions, options_key
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class ScenarioItem(pytest.Item):
         subject = get_subject(options.subject, command=options.command or None)
         result = run_scenario_sync(self.scenario, subject)
         self.stash[timeline_key] = result.timeline
+        self.stash[scenario_result_key] = result
         if not result.passed:
             lines = [f"{self.scenario.name} on {result.subject}: FAILED"]
             lines += [f"  {check.name}: {check.reason}" for check in result.failures]

@@ -46,6 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "freshtoken_scenario: a scenario item from the freshtoken catalogue"
     )
     config.stash[options_key] = read_options(config)
+    options = config.stash[options_key]
+    if options.html is not None:
+        from freshtoken.plugin._html import HTML_PLUGIN_NAME, HtmlReport
+
+        config.pluginmanager.register(HtmlReport(options.html), HTML_PLUGIN_NAME)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -22,6 +22,7 @@ class PluginOptions:
     subject: str
     command: str
     timeline: str
+    html: Path | None = None
 
 
 options_key = pytest.StashKey[PluginOptions]()
@@ -59,6 +60,17 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         choices=TIMELINE_MODES,
         help="attach the merged freshtoken timeline to test reports (default: on-failure)",
+    )
+    group.addoption(
+        "--freshtoken-html",
+        default=None,
+        metavar="PATH",
+        help="write a self-contained HTML report with a sequence diagram of each test's timeline",
+    )
+    parser.addini(
+        "freshtoken_html",
+        default="",
+        help="path of the freshtoken HTML report, relative to the ini file",
     )
     parser.addini(
         "freshtoken_catalogue",
@@ -119,7 +131,19 @@ def read_options(config: pytest.Config) -> PluginOptions:
         subject=subject,
         command=command,
         timeline=timeline,
+        html=_html_path(config),
     )
+
+
+def _html_path(config: pytest.Config) -> Path | None:
+    option = config.getoption("freshtoken_html")
+    if option:
+        return Path(option).resolve()
+    ini = str(config.getini("freshtoken_html"))
+    if not ini:
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return (base / ini).resolve()
 
 
 def _check_subject(subject: str, command: str) -> None:
