@@ -1,17 +1,18 @@
 """How the fakes are set up for one run, and the values each setting allows.
 
 One definition serves the scenario files (``[setup]``), the Hypothesis strategies and the pytest
-marker. It lives outside the subpackages so the pytest plugin can import it without loading the
-fakes or the scenario engine.
+marker, and one schema checks it everywhere (:mod:`freshtoken._schema`). It lives at the root,
+importing no subpackage, so the pytest plugin can read a marker without loading the fakes or the
+scenario engine; the harness turns a :class:`Setup` into running fakes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, get_args
+from typing import Final, Literal, get_args
 
-if TYPE_CHECKING:
-    from freshtoken.fakes import TokenPolicy
+from pydantic.dataclasses import dataclass
+
+from freshtoken._schema import MODEL_CONFIG, Flag, PositiveSeconds, Seconds
 
 __all__ = [
     "AUTH_FAILURE_STYLES",
@@ -51,33 +52,25 @@ REFRESHABLE_STYLES: Final[tuple[AuthFailureStyle, ...]] = (
 STREAM_AUTH_MODES: Final[tuple[StreamAuth, ...]] = get_args(StreamAuth)
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Setup:
     """How the fakes are configured before the first step.
 
-    The token-policy fields are the fake authorization server's; the rest configure the fake MCP
-    server.
+    The token-policy fields (``access_ttl``, ``report_expires_in``, ``rotate_refresh_tokens``,
+    ``reuse_detection``, ``grace_period``) are the fake authorization server's; the rest configure
+    the fake MCP server. Every field has one rule wherever it is written (Python, a scenario
+    file, the pytest marker): ``access_ttl`` a finite number of seconds above zero,
+    ``grace_period`` finite and zero or more, the flags true booleans, the rest one of their
+    literals. Frozen; build a changed copy with :func:`dataclasses.replace`.
     """
 
     protocol_version: ProtocolVersion = "2025-11-25"
     response_mode: ResponseMode = "json"
-    access_ttl: float = 3600.0
-    report_expires_in: bool = True
-    rotate_refresh_tokens: bool = True
-    reuse_detection: bool = True
-    grace_period: float = 0.0
-    tls: bool = False
+    access_ttl: PositiveSeconds = 3600.0
+    report_expires_in: Flag = True
+    rotate_refresh_tokens: Flag = True
+    reuse_detection: Flag = True
+    grace_period: Seconds = 0.0
+    tls: Flag = False
     auth_failure_style: AuthFailureStyle = "401"
     stream_auth: StreamAuth = "start"
-
-    def token_policy(self) -> TokenPolicy:
-        """The fake authorization server's token policy for these settings."""
-        from freshtoken.fakes import TokenPolicy
-
-        return TokenPolicy(
-            access_ttl=self.access_ttl,
-            report_expires_in=self.report_expires_in,
-            rotate_refresh_tokens=self.rotate_refresh_tokens,
-            reuse_detection=self.reuse_detection,
-            grace_period=self.grace_period,
-        )

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from freshtoken.cli import main
+
 
 def start(*flags: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
@@ -132,3 +134,20 @@ def test_fakes_auth_off_and_stateless() -> None:
         assert "anonymous" in response.text
     finally:
         stop(proc, signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (["--access-ttl", "0"], "freshtoken fakes: access_ttl: Input should be greater than 0"),
+        (["--access-ttl", "nan"], "freshtoken fakes: access_ttl: Input should be a finite number"),
+        (["--grace", "-1"], "freshtoken fakes: grace_period: Input should be greater than or"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(
+    flags: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fakes", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(error)
+    assert len(err.splitlines()) == 1

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from freshtoken._extras import HARNESS_EXTRA, HARNESS_MODULES
 from freshtoken.cli import main
 
 SEED = "seed-stale-bearer-after-rotation"
@@ -98,7 +101,7 @@ def test_user_catalogue_directory_and_malformed_file(
     bad.write_text('[[steps]]\nstep = "call"\ntool = 7\n')
     assert main(["scenarios", "list", "--catalogue", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{bad}: steps[0].tool: must be a string" in err
+    assert err == f"freshtoken scenarios: {bad}: steps[0].tool: Input should be a valid string"
 
 
 def test_command_subject_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,3 +111,37 @@ def test_command_subject_from_the_cli(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(argv) == 1
     assert main([*argv, "--command-via-proxy"]) == 0
     assert "1 of 1 passed" in capsys.readouterr().out
+
+
+def test_without_the_harness_extra_scenarios_and_fakes_exit_2_and_proxy_works(
+    tmp_path: Path,
+) -> None:
+    # The harness's packages are hidden (None in sys.modules), as if never installed.
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import sys\nfor name in {sorted(HARNESS_MODULES)!r}:\n    sys.modules[name] = None\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def freshtoken(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "freshtoken", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    missing = ", ".join(sorted(HARNESS_MODULES.values()))
+    for command in ("scenarios", "fakes"):
+        done = freshtoken(command, "list")
+        assert done.returncode == 2, done.stderr
+        line = done.stderr.strip()
+        assert line.startswith(f"freshtoken {command} needs the harness extra"), line
+        assert line.endswith(f": {HARNESS_EXTRA}"), line
+        assert len(line.splitlines()) == 1
+        assert set(line.split("(missing: ")[1].split(")")[0].split(", ")) <= set(
+            missing.split(", ")
+        )
+    proxy = freshtoken("proxy", "--help")
+    assert proxy.returncode == 0, proxy.stderr
+    assert "--config" in proxy.stdout

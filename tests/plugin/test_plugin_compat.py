@@ -35,7 +35,7 @@ def test_strict_mode_without_asyncio_marker_is_not_silently_passed(
     pytester: pytest.Pytester,
 ) -> None:
     # Strict mode leaves unmarked coroutines alone; the fixtures must not paper over that.
-    write_ini(pytester, mode="strict", extra="filterwarnings = default")
+    write_ini(pytester, mode="strict")
     pytester.makepyfile(
         """
         async def test_unmarked(freshtoken_client):
@@ -43,7 +43,10 @@ def test_strict_mode_without_asyncio_marker_is_not_silently_passed(
         """
     )
     result = pytester.runpytest()
-    assert result.ret != pytest.ExitCode.OK
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*async def functions are not natively supported*", "FAILED *::test_unmarked*"]
+    )
 
 
 def test_under_xdist(pytester: pytest.Pytester) -> None:

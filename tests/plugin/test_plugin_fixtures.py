@@ -24,12 +24,37 @@ def test_client_survives_rotation_through_the_proxy(downstream: pytest.Pytester)
             assert freshtoken_timeline.count(actor="proxy", kind="replay") == 1
             assert freshtoken_auth_server.token_requests == 1
 
-        def test_ca_is_session_scoped(freshtoken_ca, request):
+        def test_ca_is_a_fake_ca(freshtoken_ca):
             assert isinstance(freshtoken_ca, FakeCA)
             assert freshtoken_ca.ca_path.exists()
         """
     )
     downstream.runpytest().assert_outcomes(passed=2)
+
+
+def test_ca_is_one_instance_per_session(downstream: pytest.Pytester) -> None:
+    downstream.makepyfile(
+        test_one="""
+            SEEN = []
+
+            def test_first(freshtoken_ca):
+                SEEN.append(freshtoken_ca)
+
+            def test_second(freshtoken_ca):
+                SEEN.append(freshtoken_ca)
+                assert SEEN[0] is SEEN[1]
+        """,
+        test_two="""
+            import pytest
+            import test_one
+
+            @pytest.mark.freshtoken(tls=True)
+            async def test_tls_fakes_use_the_session_ca(freshtoken_ca, freshtoken_mcp_server):
+                assert freshtoken_ca is test_one.SEEN[0]
+                assert freshtoken_mcp_server.url.startswith("https://")
+        """,
+    )
+    downstream.runpytest().assert_outcomes(passed=3)
 
 
 def test_fault_plan_and_clock(downstream: pytest.Pytester) -> None:
@@ -59,6 +84,9 @@ def test_fault_plan_and_clock(downstream: pytest.Pytester) -> None:
 def test_tls_marker_serves_https_from_the_session_ca(downstream: pytest.Pytester) -> None:
     downstream.makepyfile(
         """
+        import ssl
+
+        import httpx
         import pytest
 
         pytestmark = pytest.mark.freshtoken(tls=True)
@@ -70,7 +98,11 @@ def test_tls_marker_serves_https_from_the_session_ca(downstream: pytest.Pytester
             assert (await freshtoken_client.call("echo", {"text": "over tls"})).ok
 
         async def test_same_ca(freshtoken_ca, freshtoken_mcp_server):
-            assert freshtoken_mcp_server.url.startswith("https://")
+            # A client trusting only the session CA's PEM file reaches the fake.
+            context = ssl.create_default_context(cafile=str(freshtoken_ca.ca_path))
+            async with httpx.AsyncClient(verify=context) as http:
+                response = await http.get(freshtoken_mcp_server.resource_metadata_url)
+            assert response.status_code == 200
         """
     )
     downstream.runpytest().assert_outcomes(passed=2)

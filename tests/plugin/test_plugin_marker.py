@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from pathlib import Path
 
 import pytest
 
 from freshtoken import ConfigError
 from freshtoken.plugin import FreshtokenConfig
+from freshtoken.scenarios import parse_scenario
 
 
 def test_every_config_field_is_a_marker_argument() -> None:
@@ -16,33 +18,67 @@ def test_every_config_field_is_a_marker_argument() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argument", "value", "allowed"),
+    ("argument", "value", "reason"),
     [
-        ("protocol_version", "2024-11-05", "'2025-06-18', '2025-11-25', '2026-07-28'"),
-        ("access_ttl", -1, "a number of seconds > 0"),
-        ("access_ttl", True, "a number of seconds > 0"),
-        ("grace_period", float("nan"), "a number of seconds >= 0"),
-        ("tls", "yes", "True or False"),
-        ("response_mode", "xml", "'json', 'sse'"),
-        ("auth_failure_style", "418", "'401', '200-jsonrpc'"),
+        ("protocol_version", "2024-11-05", "Input should be '2025-06-18', '2025-11-25' or"),
+        ("access_ttl", -1, "Input should be greater than 0"),
+        ("access_ttl", 0, "Input should be greater than 0"),
+        ("access_ttl", True, "Input should be a valid number"),
+        ("access_ttl", float("inf"), "Input should be a finite number"),
+        ("grace_period", float("nan"), "Input should be a finite number"),
+        ("grace_period", -0.5, "Input should be greater than or equal to 0"),
+        ("tls", "yes", "Input should be a valid boolean"),
+        ("tls", 1, "Input should be a valid boolean"),
+        ("response_mode", "xml", "Input should be 'json' or 'sse'"),
+        ("auth_failure_style", "418", "Input should be '401', '200-jsonrpc'"),
     ],
 )
-def test_bad_value_names_argument_and_allowed_values(
-    argument: str, value: object, allowed: str
-) -> None:
-    with pytest.raises(ConfigError, match=f"{argument}=") as excinfo:
+def test_bad_value_names_argument_and_reason(argument: str, value: object, reason: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
         FreshtokenConfig().replace(**{argument: value})
-    assert allowed in str(excinfo.value)
+    assert str(excinfo.value).startswith(f"marker freshtoken: {argument}: {reason}")
+    assert (excinfo.value.source, excinfo.value.field) == ("marker freshtoken", argument)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("access_ttl", 0),
+        ("access_ttl", float("nan")),
+        ("grace_period", -1),
+        ("report_expires_in", "no"),
+        ("stream_auth", "never"),
+    ],
+)
+def test_marker_and_scenario_file_refuse_the_same_values(
+    tmp_path: Path, argument: str, value: object
+) -> None:
+    with pytest.raises(ConfigError) as from_marker:
+        FreshtokenConfig().replace(**{argument: value})
+    with pytest.raises(ConfigError) as from_file:
+        parse_scenario({"name": "x", "setup": {argument: value}, "steps": [{"step": "initialize"}]})
+    assert from_marker.value.reason == from_file.value.reason
+    assert from_file.value.field == f"setup.{argument}"
+
+
+def test_marker_accepts_what_a_scenario_file_accepts() -> None:
+    values = {"access_ttl": 0.5, "grace_period": 0, "protocol_version": "2026-07-28", "tls": True}
+    from_file = parse_scenario({"name": "x", "setup": values, "steps": [{"step": "initialize"}]})
+    assert FreshtokenConfig().replace(**values) == FreshtokenConfig(**vars(from_file.setup))
 
 
 def test_unknown_argument_lists_the_allowed_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown argument 'ttl'") as excinfo:
+    with pytest.raises(ConfigError) as excinfo:
         FreshtokenConfig().apply_markers([((), {"ttl": 5})])
-    assert "access_ttl" in str(excinfo.value)
+    message = str(excinfo.value)
+    assert message.startswith("marker freshtoken: ttl: unknown argument (allowed arguments: ")
+    assert "access_ttl, auth_failure_style" in message
 
 
 def test_positional_arguments_are_refused() -> None:
-    with pytest.raises(ConfigError, match="keyword arguments only"):
+    with pytest.raises(
+        ConfigError, match=r"^marker freshtoken: \(arguments\): keyword arguments only"
+    ):
         FreshtokenConfig().apply_markers([(("json",), {})])
 
 
@@ -94,8 +130,8 @@ def test_bad_marker_fails_setup_with_a_clear_message(downstream: pytest.Pytester
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
         [
-            "*test_bad_value*response_mode='xml' is not allowed; expected one of 'json', 'sse'*",
-            "*test_typo*unknown argument 'acces_ttl'; allowed arguments: access_ttl, *",
+            "*test_bad_value: marker freshtoken: response_mode: Input should be 'json' or 'sse'",
+            "*test_typo: marker freshtoken: acces_ttl: unknown argument (allowed arguments: *",
         ]
     )
     assert "Traceback" not in result.stdout.str()

@@ -47,8 +47,14 @@ async def test_seed_passes_on_proxy_with_one_refresh_and_new_token_upstream() ->
         for e in result.timeline.select(actor="mcp", kind="request", since=rotated)
         if e.detail["rpc_method"] == "tools/call"
     ]
-    assert len({e.token for e in calls}) == 2  # the stale one once, then the refreshed one
-    assert result.timeline.count(actor="proxy", kind="replay") >= 1 or len(calls) == 3
+    # The first call after the rotation goes out with the stale bearer, is refused, and is
+    # replayed once with the refreshed one; the last call uses the refreshed one directly.
+    stale, fresh = calls[0].token, calls[1].token
+    assert [e.token for e in calls] == [stale, fresh, fresh]
+    assert stale != fresh
+    assert calls[0].request_id == calls[1].request_id != calls[2].request_id
+    assert result.timeline.count(actor="proxy", kind="replay") == 1
+    assert result.grants == {"refresh_token": 1}
 
 
 def test_python_built_scenario_runs_from_sync_code() -> None:

@@ -10,6 +10,7 @@ from freshtoken.fakes import FaultPlan, TokenPolicy
 from freshtoken.scenarios import (
     disruptions,
     fault_plans,
+    parse_scenario,
     scenarios,
     setups,
     token_policies,
@@ -24,6 +25,7 @@ from freshtoken.scenarios._model import (
     Scenario,
     Setup,
     Stream,
+    step_to_json,
 )
 from freshtoken.scenarios._runner import run_scenario_sync
 
@@ -93,11 +95,16 @@ def test_strategies_compose() -> None:
 
 
 @given(scenarios())
-def test_fault_steps_round_trip_through_the_fault_plan_format(scenario: Scenario) -> None:
+def test_generated_scenarios_round_trip_through_the_file_and_fault_plan_formats(
+    scenario: Scenario,
+) -> None:
     faults = [step.fault for step in scenario.steps if isinstance(step, McpFault)]
-    assert FaultPlan.from_dict(list(faults)).to_dict()["faults"] == faults
+    wire = [fault.to_dict() for fault in faults]
+    assert list(FaultPlan.from_dict(wire)) == faults
+    as_file = {"name": scenario.name, "steps": [step_to_json(step) for step in scenario.steps]}
+    assert parse_scenario(as_file).steps == scenario.steps
     stateless = scenario.setup.protocol_version == "2026-07-28"
-    failing = [f for f in faults if stateless or f["action"]["kind"] != "cut-stream"]
+    failing = [f for f in faults if stateless or f.action.kind != "cut-stream"]
     assert scenario.invariants.every_call_answered is (not failing)
     assert scenario.invariants.max_token_requests is not None
 

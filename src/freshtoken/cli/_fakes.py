@@ -12,16 +12,13 @@ import json
 import sys
 from typing import Any
 
-from freshtoken._setup import RESPONSE_MODES
+from freshtoken._clock import SystemClock
+from freshtoken._errors import ConfigError
+from freshtoken._schema import parse
+from freshtoken._setup import AUTH_FAILURE_STYLES, PROTOCOL_VERSIONS, RESPONSE_MODES, Setup
 from freshtoken.cli._signals import stop_requested
-from freshtoken.fakes import (
-    AUTH_FAILURE_STYLES,
-    FakeAuthorizationServer,
-    FakeCA,
-    FakeMCPServer,
-    TokenPolicy,
-)
-from freshtoken.fakes._mcp_protocol import HANDSHAKE_VERSIONS, MODERN_VERSIONS
+from freshtoken.fakes import FakeMCPServer
+from freshtoken.scenarios import Harness
 
 __all__ = ["add_parser"]
 
@@ -43,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--protocol-version",
         default="2025-11-25",
-        choices=[*HANDSHAKE_VERSIONS, *MODERN_VERSIONS],
+        choices=PROTOCOL_VERSIONS,
         help="MCP transport revision (default: %(default)s)",
     )
     parser.add_argument("--response-mode", default="json", choices=RESPONSE_MODES)
@@ -77,47 +74,55 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    stop = stop_requested()
-    policy = TokenPolicy(
-        access_ttl=args.access_ttl,
-        report_expires_in=not args.no_expires_in,
-        rotate_refresh_tokens=not args.no_rotation,
-        reuse_detection=not args.no_reuse_detection,
-        grace_period=args.grace,
-    )
-    ca = FakeCA() if args.tls else None
     try:
-        server_ssl = ca.server_ssl_context() if ca is not None else None
-        async with FakeAuthorizationServer(policy=policy, ssl_context=server_ssl) as authz:
-            mcp = FakeMCPServer(
-                authorization_server=None if args.auth_off else authz,
-                protocol_version=args.protocol_version,
-                response_mode=args.response_mode,
-                auth_failure_style=args.auth_failure_style,
-                ssl_context=server_ssl,
-            )
-            async with mcp:
-                pair = authz.issue_tokens(resource=mcp.url)
-                info: dict[str, Any] = {
-                    "mcp_url": mcp.url,
-                    "resource_metadata_url": mcp.resource_metadata_url,
-                    "protocol_version": args.protocol_version,
-                    "as_metadata_url": authz.metadata_url,
-                    "token_endpoint": authz.token_endpoint,
-                    "client_id": authz.client_id,
-                    "client_secret": authz.client_secret,
-                    "refresh_token": pair.refresh_token,
-                    "access_token": pair.access_token,
-                    "as_control_url": authz.control_url,
-                    "mcp_control_url": mcp.control_url,
+        setup: Setup = parse(
+            Setup,
+            {
+                "protocol_version": args.protocol_version,
+                "response_mode": args.response_mode,
+                "auth_failure_style": args.auth_failure_style,
+                "access_ttl": args.access_ttl,
+                "report_expires_in": not args.no_expires_in,
+                "rotate_refresh_tokens": not args.no_rotation,
+                "reuse_detection": not args.no_reuse_detection,
+                "grace_period": args.grace,
+                "tls": args.tls,
+            },
+            source="freshtoken fakes",
+        )
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    stop = stop_requested()
+    # The real clock: a client in another process cannot move a manual one.
+    async with Harness(setup, clock=SystemClock(), lazy=True) as harness:
+        authz = await harness.start_authorization_server()
+        mcp = await harness.adopt(
+            FakeMCPServer(
+                **{
+                    **harness.mcp_server_options(),
+                    "authorization_server": None if args.auth_off else authz,
                 }
-                if ca is not None:
-                    info["ca_path"] = str(ca.ca_path)
-                # The credentials are the output's purpose: a client in another process needs them.
-                sys.stdout.write(json.dumps(info) + "\n")
-                sys.stdout.flush()
-                await stop.wait()
-    finally:
-        if ca is not None:
-            ca.close()
+            )
+        )
+        pair = authz.issue_tokens(resource=mcp.url)
+        info: dict[str, Any] = {
+            "mcp_url": mcp.url,
+            "resource_metadata_url": mcp.resource_metadata_url,
+            "protocol_version": args.protocol_version,
+            "as_metadata_url": authz.metadata_url,
+            "token_endpoint": authz.token_endpoint,
+            "client_id": authz.client_id,
+            "client_secret": authz.client_secret,
+            "refresh_token": pair.refresh_token,
+            "access_token": pair.access_token,
+            "as_control_url": authz.control_url,
+            "mcp_control_url": mcp.control_url,
+        }
+        if harness.ca is not None:
+            info["ca_path"] = str(harness.ca.ca_path)
+        # The credentials are the output's purpose: a client in another process needs them.
+        sys.stdout.write(json.dumps(info) + "\n")
+        sys.stdout.flush()
+        await stop.wait()
     return 0

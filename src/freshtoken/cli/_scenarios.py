@@ -17,9 +17,11 @@ from freshtoken.scenarios import (
     get_subject,
     load_catalogue,
     run_scenario,
+    summary_table,
     write_html,
+    write_json,
+    write_junit,
 )
-from freshtoken.scenarios._report import summary_table, write_json, write_junit
 
 __all__ = ["add_parser"]
 

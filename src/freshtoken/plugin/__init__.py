@@ -1,34 +1,15 @@
 """The pytest plugin (entry point ``pytest11``): fixtures, the ``freshtoken`` marker, options,
 the scenario catalogue as test items and the timeline section on failing reports.
 
-Importing it is cheap: the fakes, the proxy and the scenario engine load only when a fixture or
-the catalogue needs them.
+Importing it is cheap and needs nothing but pytest: the fixtures are registered when pytest is
+configured, and the fakes, the proxy and the scenario engine load only when a fixture or the
+catalogue needs them. Without the harness extra (``pip install 'freshtoken[harness]'``) the
+plugin still loads; its fixtures and options then fail with what to install.
 """
 
 from __future__ import annotations
 
 from freshtoken.plugin._config import FreshtokenConfig
-from freshtoken.plugin._fixtures import (
-    AuthServerFactory,
-    MCPServerFactory,
-    ProxyFactory,
-    freshtoken_auth_server,
-    freshtoken_auth_server_factory,
-    freshtoken_ca,
-    freshtoken_client,
-    freshtoken_clock,
-    freshtoken_config,
-    freshtoken_faults,
-    freshtoken_mcp_server,
-    freshtoken_mcp_server_factory,
-    freshtoken_mcp_url,
-    freshtoken_proxy,
-    freshtoken_proxy_factory,
-    freshtoken_timeline,
-)
-from freshtoken.plugin._fixtures import (
-    _freshtoken_created as _freshtoken_created,
-)
 from freshtoken.plugin._hooks import (
     pytest_addoption,
     pytest_collection_modifyitems,
@@ -36,25 +17,13 @@ from freshtoken.plugin._hooks import (
     pytest_runtest_makereport,
     pytest_runtest_setup,
 )
+from freshtoken.plugin._types import AuthServerFactory, MCPServerFactory, ProxyFactory
 
 __all__ = [
     "AuthServerFactory",
     "FreshtokenConfig",
     "MCPServerFactory",
     "ProxyFactory",
-    "freshtoken_auth_server",
-    "freshtoken_auth_server_factory",
-    "freshtoken_ca",
-    "freshtoken_client",
-    "freshtoken_clock",
-    "freshtoken_config",
-    "freshtoken_faults",
-    "freshtoken_mcp_server",
-    "freshtoken_mcp_server_factory",
-    "freshtoken_mcp_url",
-    "freshtoken_proxy",
-    "freshtoken_proxy_factory",
-    "freshtoken_timeline",
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",

@@ -13,7 +13,7 @@ from freshtoken.plugin._html import scenario_result_key
 from freshtoken.plugin._options import PluginOptions, options_key
 
 if TYPE_CHECKING:
-    from freshtoken.scenarios._model import Scenario
+    from freshtoken.scenarios import Scenario
 
 __all__ = ["CatalogueCollector", "ScenarioItem", "collect_catalogue"]
 
@@ -35,7 +35,7 @@ class CatalogueCollector(pytest.Collector):
     """Collects the built-in scenario catalogue and any ``--freshtoken-catalogue-dir``."""
 
     def collect(self) -> list[pytest.Item]:
-        from freshtoken.scenarios._loader import load_catalogue
+        from freshtoken.scenarios import load_catalogue
 
         options = self.config.stash[options_key]
         try:
@@ -57,8 +57,7 @@ class ScenarioItem(pytest.Item):
         self.add_marker(pytest.mark.freshtoken_scenario)
 
     def runtest(self) -> None:
-        from freshtoken.scenarios._runner import run_scenario_sync
-        from freshtoken.scenarios._subjects import get_subject
+        from freshtoken.scenarios import get_subject, run_scenario_sync
 
         options = self.config.stash[options_key]
         subject = get_subject(options.subject, command=options.command or None)

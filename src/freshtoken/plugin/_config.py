@@ -1,36 +1,31 @@
-"""Per-test settings of the fakes, read from ``@pytest.mark.freshtoken(...)``."""
+"""Per-test settings of the fakes, read from ``@pytest.mark.freshtoken(...)``.
+
+The marker's arguments are the fields of :class:`~freshtoken._setup.Setup`, checked by the same
+schema as a scenario file's ``[setup]`` table, so both accept the same values and a bad one reads
+``marker freshtoken: <argument>: <reason>``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from pydantic.dataclasses import dataclass
 
 from freshtoken._errors import ConfigError
-from freshtoken._setup import (
-    AUTH_FAILURE_STYLES,
-    PROTOCOL_VERSIONS,
-    RESPONSE_MODES,
-    STREAM_AUTH_MODES,
-    Setup,
-)
+from freshtoken._schema import MODEL_CONFIG, parse
+from freshtoken._setup import Setup
 
-__all__ = [
-    "AUTH_FAILURE_STYLES",
-    "PROTOCOL_VERSIONS",
-    "RESPONSE_MODES",
-    "STREAM_AUTH_MODES",
-    "FreshtokenConfig",
-]
+__all__ = ["MARKER_SOURCE", "FreshtokenConfig"]
 
-_MARKER = "@pytest.mark.freshtoken"
+MARKER_SOURCE: Final = "marker freshtoken"
+"""How marker errors name their source."""
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class FreshtokenConfig(Setup):
-    """How the fixtures build the fakes for one test: a :class:`freshtoken.scenarios.Setup`.
+    """How the fixtures build the fakes for one test: a :class:`Setup` the marker can change.
 
     The defaults describe a well-behaved deployment; ``@pytest.mark.freshtoken(...)`` overrides
     fields per test, module or class (the closest marker wins, field by field). Override the
@@ -38,64 +33,43 @@ class FreshtokenConfig(Setup):
     """
 
     def replace(self, **changes: Any) -> FreshtokenConfig:
-        """A copy with ``changes`` applied after validating each one like a marker argument."""
-        for name, value in changes.items():
-            _validate(name, value)
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied, each checked like a marker argument."""
+        return _parse({**_values(self), **changes})
 
     def apply_markers(
         self, markers: Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]]
     ) -> FreshtokenConfig:
         """Apply marker ``(args, kwargs)`` pairs given closest first (as ``iter_markers`` yields)."""
-        config = self
+        values = _values(self)
         for args, kwargs in reversed(list(markers)):
             if args:
-                raise ConfigError(
-                    f"{_MARKER} takes keyword arguments only (got positional {args!r}); "
-                    f"allowed arguments: {', '.join(sorted(_VALIDATORS))}"
+                raise ConfigError.at(
+                    MARKER_SOURCE,
+                    "(arguments)",
+                    f"keyword arguments only, got positional {args!r} "
+                    f"(allowed arguments: {', '.join(_ARGUMENTS)})",
                 )
-            config = config.replace(**kwargs)
-        return config
+            values.update(kwargs)
+        return _parse(values)
 
 
-def _choice(allowed: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
-    return (lambda value: value in allowed, "one of " + ", ".join(repr(a) for a in allowed))
+_ARGUMENTS: Final = tuple(sorted(field.name for field in dataclasses.fields(FreshtokenConfig)))
 
 
-def _seconds(*, positive: bool) -> tuple[Callable[[Any], bool], str]:
-    def check(value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        return math.isfinite(value) and (value > 0 if positive else value >= 0)
-
-    return check, "a number of seconds " + ("> 0" if positive else ">= 0")
+def _values(config: FreshtokenConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in _ARGUMENTS}
 
 
-_BOOL: tuple[Callable[[Any], bool], str] = (
-    lambda value: isinstance(value, bool),
-    "True or False",
-)
-
-_VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "protocol_version": _choice(PROTOCOL_VERSIONS),
-    "access_ttl": _seconds(positive=True),
-    "report_expires_in": _BOOL,
-    "rotate_refresh_tokens": _BOOL,
-    "reuse_detection": _BOOL,
-    "grace_period": _seconds(positive=False),
-    "response_mode": _choice(RESPONSE_MODES),
-    "tls": _BOOL,
-    "auth_failure_style": _choice(AUTH_FAILURE_STYLES),
-    "stream_auth": _choice(STREAM_AUTH_MODES),
-}
-
-
-def _validate(name: str, value: Any) -> None:
-    if name not in _VALIDATORS:
-        raise ConfigError(
-            f"{_MARKER}: unknown argument {name!r}; "
-            f"allowed arguments: {', '.join(sorted(_VALIDATORS))}"
-        )
-    check, allowed = _VALIDATORS[name]
-    if not check(value):
-        raise ConfigError(f"{_MARKER}: {name}={value!r} is not allowed; expected {allowed}")
+def _parse(values: Mapping[str, Any]) -> FreshtokenConfig:
+    try:
+        config: FreshtokenConfig = parse(FreshtokenConfig, dict(values), source=MARKER_SOURCE)
+    except ConfigError as exc:
+        if exc.reason is not None and exc.reason.startswith("unknown key"):
+            # A decorator argument has no file to look at: list what is allowed.
+            raise ConfigError.at(
+                MARKER_SOURCE,
+                exc.field or "(arguments)",
+                f"unknown argument (allowed arguments: {', '.join(_ARGUMENTS)})",
+            ) from None
+        raise
+    return config

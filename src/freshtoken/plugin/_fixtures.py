@@ -1,4 +1,9 @@
-"""The fixtures. Heavy imports happen inside them, so loading the plugin stays cheap.
+"""The fixtures, registered by the plugin when the harness extra is installed.
+
+Every fixture builds its piece through one :class:`freshtoken.scenarios.Harness` per test
+(``_freshtoken_harness``), which closes everything last-first at teardown and then re-raises any
+error a fake server hit inside a handler. The fakes and the scenario engine are imported inside
+the fixtures, so a test run that uses none of them does not pay for loading them.
 
 Scopes: the certificate authority is session-scoped because minting a CA costs far more than a
 test should pay; everything else is function-scoped because the fakes and the proxy start in a few
@@ -8,9 +13,8 @@ milliseconds and per-test state (clock, timeline, fault plan, tokens) must never
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -19,18 +23,14 @@ from freshtoken._clock import ManualClock
 from freshtoken._timeline import Timeline
 from freshtoken.plugin._config import FreshtokenConfig
 from freshtoken.plugin._hooks import config_key, timeline_key
+from freshtoken.plugin._types import AuthServerFactory, MCPServerFactory, ProxyFactory
 
 if TYPE_CHECKING:
-    import ssl
-
     from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer, FaultPlan
     from freshtoken.proxy import Proxy
-    from freshtoken.scenarios._client import McpClient
+    from freshtoken.scenarios import Harness, McpClient
 
 __all__ = [
-    "AuthServerFactory",
-    "MCPServerFactory",
-    "ProxyFactory",
     "freshtoken_auth_server",
     "freshtoken_auth_server_factory",
     "freshtoken_ca",
@@ -45,33 +45,6 @@ __all__ = [
     "freshtoken_proxy_factory",
     "freshtoken_timeline",
 ]
-
-
-class AuthServerFactory(Protocol):
-    """What ``freshtoken_auth_server_factory`` is: ``await make(**kwargs)``."""
-
-    async def __call__(self, **kwargs: Any) -> FakeAuthorizationServer:
-        """Start a fake authorization server (``FakeAuthorizationServer`` keyword arguments)."""
-        ...
-
-
-class MCPServerFactory(Protocol):
-    """What ``freshtoken_mcp_server_factory`` is: ``await make(**kwargs)``."""
-
-    async def __call__(self, **kwargs: Any) -> FakeMCPServer:
-        """Start a fake MCP server (``FakeMCPServer`` keyword arguments)."""
-        ...
-
-
-class ProxyFactory(Protocol):
-    """What ``freshtoken_proxy_factory`` is: ``await make(**kwargs)``."""
-
-    async def __call__(self, **kwargs: Any) -> Proxy:
-        """Start a proxy (``Proxy`` keyword arguments)."""
-        ...
-
-
-TARGET = "mcp"
 
 
 @pytest.fixture(scope="session")
@@ -125,137 +98,71 @@ def freshtoken_faults() -> FaultPlan:
     return FaultPlan()
 
 
-def _server_ssl(request: pytest.FixtureRequest, config: FreshtokenConfig) -> ssl.SSLContext | None:
-    if not config.tls:
-        return None
-    ca: FakeCA = request.getfixturevalue("freshtoken_ca")
-    return ca.server_ssl_context()
-
-
-def _client_ssl(request: pytest.FixtureRequest, config: FreshtokenConfig) -> ssl.SSLContext | None:
-    if not config.tls:
-        return None
-    ca: FakeCA = request.getfixturevalue("freshtoken_ca")
-    return ca.client_ssl_context()
-
-
 @pytest_asyncio.fixture
-async def freshtoken_auth_server(
-    request: pytest.FixtureRequest,
-    freshtoken_config: FreshtokenConfig,
-    freshtoken_clock: ManualClock,
-    freshtoken_timeline: Timeline,
-) -> AsyncIterator[FakeAuthorizationServer]:
-    """A running fake OAuth authorization server configured by the marker.
-
-    Its ``check()`` runs at teardown: an error inside one of its handlers fails the test.
-    """
-    from freshtoken.fakes import FakeAuthorizationServer
-
-    server = FakeAuthorizationServer(
-        policy=freshtoken_config.token_policy(),
-        clock=freshtoken_clock,
-        timeline=freshtoken_timeline,
-        ssl_context=_server_ssl(request, freshtoken_config),
-    )
-    async with server:
-        yield server
-    server.check()
-
-
-def _mcp_server_settings(
-    config: FreshtokenConfig,
-    clock: ManualClock,
-    timeline: Timeline,
-    ssl_context: ssl.SSLContext | None,
-) -> dict[str, Any]:
-    """The ``FakeMCPServer`` arguments the marker, the shared clock and timeline decide."""
-    return {
-        "protocol_version": config.protocol_version,
-        "response_mode": config.response_mode,
-        "auth_failure_style": config.auth_failure_style,
-        "stream_auth": config.stream_auth,
-        "clock": clock,
-        "timeline": timeline,
-        "ssl_context": ssl_context,
-    }
-
-
-@pytest_asyncio.fixture
-async def freshtoken_mcp_server(
+async def _freshtoken_harness(
     request: pytest.FixtureRequest,
     freshtoken_config: FreshtokenConfig,
     freshtoken_clock: ManualClock,
     freshtoken_timeline: Timeline,
     freshtoken_faults: FaultPlan,
-    freshtoken_auth_server: FakeAuthorizationServer,
-) -> AsyncIterator[FakeMCPServer]:
+) -> AsyncIterator[Harness]:
+    # One harness per test builds every piece the test asks for, and closes them last-first.
+    from freshtoken.scenarios import Harness
+
+    ca = request.getfixturevalue("freshtoken_ca") if freshtoken_config.tls else None
+    async with Harness(
+        freshtoken_config,
+        clock=freshtoken_clock,
+        timeline=freshtoken_timeline,
+        ca=ca,
+        faults=freshtoken_faults,
+        lazy=True,
+    ) as harness:
+        yield harness
+
+
+@pytest_asyncio.fixture
+async def freshtoken_auth_server(_freshtoken_harness: Harness) -> FakeAuthorizationServer:
+    """A running fake OAuth authorization server configured by the marker.
+
+    Its ``check()`` runs at teardown: an error inside one of its handlers fails the test.
+    """
+    return await _freshtoken_harness.start_authorization_server()
+
+
+@pytest_asyncio.fixture
+async def freshtoken_mcp_server(
+    _freshtoken_harness: Harness, freshtoken_auth_server: FakeAuthorizationServer
+) -> FakeMCPServer:
     """A running fake MCP server that validates bearers against ``freshtoken_auth_server``.
 
     It applies ``freshtoken_faults``; its ``check()`` runs at teardown.
     """
-    from freshtoken.fakes import FakeMCPServer
-
-    server = FakeMCPServer(
-        authorization_server=freshtoken_auth_server,
-        faults=freshtoken_faults,
-        **_mcp_server_settings(
-            freshtoken_config,
-            freshtoken_clock,
-            freshtoken_timeline,
-            _server_ssl(request, freshtoken_config),
-        ),
-    )
-    async with server:
-        yield server
-    server.check()
+    return await _freshtoken_harness.start_mcp_server(freshtoken_auth_server)
 
 
 @pytest_asyncio.fixture
 async def freshtoken_proxy(
-    request: pytest.FixtureRequest,
-    freshtoken_config: FreshtokenConfig,
-    freshtoken_clock: ManualClock,
-    freshtoken_timeline: Timeline,
+    _freshtoken_harness: Harness,
     freshtoken_auth_server: FakeAuthorizationServer,
     freshtoken_mcp_server: FakeMCPServer,
-) -> AsyncIterator[Proxy]:
+) -> Proxy:
     """freshtoken's proxy with target ``"mcp"`` wired to both fakes.
 
-    The target's token source holds a refresh token freshly issued by ``freshtoken_auth_server``
-    and refreshes it at the token endpoint, on ``freshtoken_clock``.
+    The target's token source starts from a token pair freshly issued by
+    ``freshtoken_auth_server`` and refreshes at its token endpoint, on ``freshtoken_clock``.
     """
-    from freshtoken.proxy import Proxy, RefreshTokenSource
-
-    ca_path = request.getfixturevalue("freshtoken_ca").ca_path if freshtoken_config.tls else None
-    seeded = freshtoken_auth_server.issue_tokens()
-    source = RefreshTokenSource(
-        freshtoken_auth_server.token_endpoint,
-        freshtoken_auth_server.client_id,
-        freshtoken_auth_server.client_secret,
-        refresh_token=seeded.refresh_token,
-        access_token=seeded.access_token,
-        expires_at=(
-            None if seeded.expires_in is None else freshtoken_clock.time() + seeded.expires_in
-        ),
-        clock=freshtoken_clock,
-        verify=ca_path if ca_path is not None else True,
-        timeline=freshtoken_timeline,
+    return await _freshtoken_harness.start_proxy(
+        freshtoken_mcp_server, authorization_server=freshtoken_auth_server
     )
-    try:
-        async with Proxy(
-            timeline=freshtoken_timeline, upstream_ssl=_client_ssl(request, freshtoken_config)
-        ) as proxy:
-            proxy.register(TARGET, freshtoken_mcp_server.url, source)
-            yield proxy
-    finally:
-        await source.aclose()
 
 
 @pytest.fixture
 def freshtoken_mcp_url(freshtoken_proxy: Proxy) -> str:
     """The proxied local URL of the fake MCP server: give it to the client under test, no auth."""
-    return freshtoken_proxy.local_url(TARGET)
+    from freshtoken.scenarios import DEFAULT_TARGET
+
+    return freshtoken_proxy.local_url(DEFAULT_TARGET)
 
 
 @pytest_asyncio.fixture
@@ -268,7 +175,7 @@ async def freshtoken_client(
 
     ``await freshtoken_client.call("echo", {"text": "hi"})`` returns a ``CallOutcome``.
     """
-    from freshtoken.scenarios._client import McpClient
+    from freshtoken.scenarios import McpClient
 
     async with McpClient(
         freshtoken_mcp_url,
@@ -281,58 +188,23 @@ async def freshtoken_client(
         yield client
 
 
-@pytest_asyncio.fixture
-async def _freshtoken_created() -> AsyncIterator[contextlib.AsyncExitStack]:
-    # One stack for every factory, so servers close last-created first across factories too.
-    async with contextlib.AsyncExitStack() as stack:
-        yield stack
-
-
-async def _adopt(stack: contextlib.AsyncExitStack, server: Any) -> Any:
-    stack.callback(server.check)
-    return await stack.enter_async_context(server)
-
-
 @pytest.fixture
-def freshtoken_auth_server_factory(
-    request: pytest.FixtureRequest,
-    freshtoken_config: FreshtokenConfig,
-    freshtoken_clock: ManualClock,
-    freshtoken_timeline: Timeline,
-    _freshtoken_created: contextlib.AsyncExitStack,
-) -> AuthServerFactory:
+def freshtoken_auth_server_factory(_freshtoken_harness: Harness) -> AuthServerFactory:
     """``await make(**kwargs)`` starts another fake authorization server.
 
     Keyword arguments go to ``FakeAuthorizationServer``; unset ones default to the marker's policy
     and TLS, the shared clock and the shared timeline. Everything made is closed (and checked)
     at teardown, last created first.
     """
-    from freshtoken.fakes import FakeAuthorizationServer
-
-    ssl_context = _server_ssl(request, freshtoken_config)
 
     async def make(**kwargs: Any) -> FakeAuthorizationServer:
-        if "core" not in kwargs:
-            kwargs.setdefault("policy", freshtoken_config.token_policy())
-            kwargs.setdefault("clock", freshtoken_clock)
-            kwargs.setdefault("timeline", freshtoken_timeline)
-        kwargs.setdefault("ssl_context", ssl_context)
-        server: FakeAuthorizationServer = await _adopt(
-            _freshtoken_created, FakeAuthorizationServer(**kwargs)
-        )
-        return server
+        return await _freshtoken_harness.start_authorization_server(**kwargs)
 
     return make
 
 
 @pytest.fixture
-def freshtoken_mcp_server_factory(
-    request: pytest.FixtureRequest,
-    freshtoken_config: FreshtokenConfig,
-    freshtoken_clock: ManualClock,
-    freshtoken_timeline: Timeline,
-    _freshtoken_created: contextlib.AsyncExitStack,
-) -> MCPServerFactory:
+def freshtoken_mcp_server_factory(_freshtoken_harness: Harness) -> MCPServerFactory:
     """``await make(authorization_server=..., **kwargs)`` starts another fake MCP server.
 
     Keyword arguments go to ``FakeMCPServer`` (without ``authorization_server`` auth is off);
@@ -342,41 +214,22 @@ def freshtoken_mcp_server_factory(
     """
     from freshtoken.fakes import FakeMCPServer
 
-    ssl_context = _server_ssl(request, freshtoken_config)
-
-    defaults = _mcp_server_settings(
-        freshtoken_config, freshtoken_clock, freshtoken_timeline, ssl_context
-    )
-
     async def make(**kwargs: Any) -> FakeMCPServer:
-        server: FakeMCPServer = await _adopt(
-            _freshtoken_created, FakeMCPServer(**{**defaults, **kwargs})
-        )
-        return server
+        server = FakeMCPServer(**{**_freshtoken_harness.mcp_server_options(), **kwargs})
+        return await _freshtoken_harness.adopt(server)
 
     return make
 
 
 @pytest.fixture
-def freshtoken_proxy_factory(
-    request: pytest.FixtureRequest,
-    freshtoken_config: FreshtokenConfig,
-    freshtoken_timeline: Timeline,
-    _freshtoken_created: contextlib.AsyncExitStack,
-) -> ProxyFactory:
+def freshtoken_proxy_factory(_freshtoken_harness: Harness) -> ProxyFactory:
     """``await make(**kwargs)`` starts another proxy (register targets on it yourself).
 
     Keyword arguments go to ``Proxy``; unset ones default to the shared timeline and, with TLS,
     trust in the session CA. Closed at teardown, last created first.
     """
-    from freshtoken.proxy import Proxy
-
-    upstream_ssl = _client_ssl(request, freshtoken_config)
 
     async def make(**kwargs: Any) -> Proxy:
-        kwargs.setdefault("timeline", freshtoken_timeline)
-        kwargs.setdefault("upstream_ssl", upstream_ssl)
-        proxy: Proxy = await _freshtoken_created.enter_async_context(Proxy(**kwargs))
-        return proxy
+        return await _freshtoken_harness.start_bare_proxy(**kwargs)
 
     return make

@@ -7,11 +7,13 @@ from collections.abc import Generator
 import pytest
 
 from freshtoken._errors import ConfigError
+from freshtoken._extras import harness_missing
 from freshtoken._timeline import Timeline
 from freshtoken.plugin._config import FreshtokenConfig
 from freshtoken.plugin._options import add_options, options_key, read_options
 
 __all__ = [
+    "FIXTURES_PLUGIN",
     "TIMELINE_SECTION",
     "config_key",
     "pytest_addoption",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 TIMELINE_SECTION = "freshtoken timeline"
+FIXTURES_PLUGIN = "freshtoken-fixtures"
 
 timeline_key = pytest.StashKey[Timeline]()
 config_key = pytest.StashKey[FreshtokenConfig]()
@@ -40,17 +43,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker and resolve the options (a bad value is a usage error)."""
+    """Register the marker, resolve the options (a bad value is a usage error) and register
+    the fixtures, or stand-ins that say what to install when the harness extra is missing."""
     config.addinivalue_line("markers", _MARKER_HELP)
     config.addinivalue_line(
         "markers", "freshtoken_scenario: a scenario item from the freshtoken catalogue"
     )
-    config.stash[options_key] = read_options(config)
-    options = config.stash[options_key]
-    if options.html is not None:
-        from freshtoken.plugin._html import HTML_PLUGIN_NAME, HtmlReport
+    missing = harness_missing()
+    config.stash[options_key] = read_options(config, missing=missing)
+    if missing:
+        from freshtoken.plugin._stubs import stub_fixtures
 
-        config.pluginmanager.register(HtmlReport(options.html), HTML_PLUGIN_NAME)
+        config.pluginmanager.register(stub_fixtures(missing), FIXTURES_PLUGIN)
+    else:
+        from freshtoken.plugin import _fixtures
+
+        config.pluginmanager.register(_fixtures, FIXTURES_PLUGIN)
+        options = config.stash[options_key]
+        if options.html is not None:
+            from freshtoken.plugin._html import HTML_PLUGIN_NAME, HtmlReport
+
+            config.pluginmanager.register(HtmlReport(options.html), HTML_PLUGIN_NAME)
 
 
 @pytest.hookimpl(tryfirst=True)

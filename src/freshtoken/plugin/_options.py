@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from freshtoken._extras import needs_harness
 
 __all__ = ["TIMELINE_MODES", "PluginOptions", "add_options", "options_key", "read_options"]
 
@@ -101,8 +104,12 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-def read_options(config: pytest.Config) -> PluginOptions:
-    """Resolve and validate the settings; a bad value raises :class:`pytest.UsageError`."""
+def read_options(config: pytest.Config, *, missing: Sequence[str] = ()) -> PluginOptions:
+    """Resolve and validate the settings; a bad value raises :class:`pytest.UsageError`.
+
+    ``missing`` names the harness extra's packages that are not installed: then asking for the
+    catalogue, a subject or the HTML report is a usage error saying what to install.
+    """
     timeline = config.getoption("freshtoken_timeline") or str(config.getini("freshtoken_timeline"))
     if timeline not in TIMELINE_MODES:
         raise pytest.UsageError(
@@ -123,6 +130,19 @@ def read_options(config: pytest.Config) -> PluginOptions:
     ) or bool(cli_dirs)
     subject = config.getoption("freshtoken_subject") or str(config.getini("freshtoken_subject"))
     command = config.getoption("freshtoken_command") or str(config.getini("freshtoken_command"))
+    html = _html_path(config)
+    if missing:
+        asked = [
+            name
+            for name, given in (
+                ("--freshtoken-catalogue", catalogue),
+                ("--freshtoken-subject", subject != DEFAULT_SUBJECT),
+                ("--freshtoken-html", html is not None),
+            )
+            if given
+        ]
+        if asked:
+            raise pytest.UsageError(needs_harness(asked[0], list(missing)))
     if subject != DEFAULT_SUBJECT:
         _check_subject(subject, command)
     return PluginOptions(
@@ -131,7 +151,7 @@ def read_options(config: pytest.Config) -> PluginOptions:
         subject=subject,
         command=command,
         timeline=timeline,
-        html=_html_path(config),
+        html=html,
     )
 
 
@@ -147,7 +167,7 @@ def _html_path(config: pytest.Config) -> Path | None:
 
 
 def _check_subject(subject: str, command: str) -> None:
-    from freshtoken.scenarios._subjects import builtin_subjects
+    from freshtoken.scenarios import builtin_subjects
 
     names = [*builtin_subjects(), "command"]
     if subject not in names:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from freshtoken.scenarios._client import CallOutcome, McpClient
 from freshtoken.scenarios._diagram import Diagram, build_diagram, format_diagram
+from freshtoken.scenarios._harness import DEFAULT_TARGET, Harness
 from freshtoken.scenarios._html import render_html, write_html
 from freshtoken.scenarios._items import ReportItem, diagram_text
 from freshtoken.scenarios._loader import (
@@ -32,6 +33,7 @@ from freshtoken.scenarios._model import (
     Stream,
     Wait,
 )
+from freshtoken.scenarios._report import summary_table, write_json, write_junit
 from freshtoken.scenarios._runner import (
     CheckResult,
     ScenarioResult,
@@ -57,6 +59,7 @@ from freshtoken.scenarios._subjects import (
 )
 
 __all__ = [
+    "DEFAULT_TARGET",
     "RECOVERABLE_FAULT_KINDS",
     "Advance",
     "AuthorizationControl",
@@ -68,6 +71,7 @@ __all__ = [
     "Diagram",
     "Disconnect",
     "Environment",
+    "Harness",
     "Initialize",
     "Invariants",
     "Join",
@@ -102,7 +106,10 @@ __all__ = [
     "run_scenario_sync",
     "scenarios",
     "setups",
+    "summary_table",
     "token_policies",
     "workloads",
     "write_html",
+    "write_json",
+    "write_junit",
 ]

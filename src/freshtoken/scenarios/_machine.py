@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
+from collections import Counter
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -18,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from freshtoken._clock import ManualClock
 from freshtoken._errors import InvariantViolation
-from freshtoken._setup import REFRESHABLE_STYLES, AuthFailureStyle
+from freshtoken._setup import REFRESHABLE_STYLES, AuthFailureStyle, ProtocolVersion, Setup
 from freshtoken._timeline import Timeline
 from freshtoken.fakes import (
     ACTION_TYPES,
@@ -31,8 +33,10 @@ from freshtoken.fakes import (
     Match,
     Revoke,
 )
-from freshtoken.proxy import Proxy, RefreshTokenSource
+from freshtoken.proxy import tool_error_matcher
 from freshtoken.scenarios._client import McpClient
+from freshtoken.scenarios._clockwork import drive_clock
+from freshtoken.scenarios._harness import Harness
 
 __all__ = ["RotationMachine"]
 
@@ -64,7 +68,7 @@ class RotationMachine(RuleBasedStateMachine):
     Use it as ``TestMyClient = MyMachine.TestCase`` in a test module.
     """
 
-    protocol_version = "2025-11-25"
+    protocol_version: ProtocolVersion = "2025-11-25"
     """The MCP revision the fake server speaks."""
     step_timeout = 10.0
     """Real seconds any one step may take before the machine reports a hang."""
@@ -77,6 +81,8 @@ class RotationMachine(RuleBasedStateMachine):
         self.calls = 0
         self.invalidations = 0
         self._fault_pending = False
+        # Where each call's events start on the timeline: replays are counted per call.
+        self._call_marks: list[int] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="freshtoken-rotation-machine", daemon=True
@@ -98,22 +104,8 @@ class RotationMachine(RuleBasedStateMachine):
         source at :attr:`auth_server`, and returns an initialized built-in client for the proxy.
         Register anything that needs closing with :meth:`close_client`.
         """
-        seeded = self.auth_server.issue_tokens()
-        source = RefreshTokenSource(
-            self.auth_server.token_endpoint,
-            self.auth_server.client_id,
-            self.auth_server.client_secret,
-            refresh_token=seeded.refresh_token,
-            access_token=seeded.access_token,
-            expires_at=(
-                None if seeded.expires_in is None else self.clock.time() + seeded.expires_in
-            ),
-            clock=self.clock,
-            timeline=self.timeline,
-        )
-        self._stack.push_async_callback(source.aclose)
-        proxy = await self._stack.enter_async_context(Proxy(timeline=self.timeline))
-        url = proxy.register("mcp", self.mcp_server.url, source)
+        proxy = await self.harness.start_proxy()
+        url = proxy.local_url("mcp")
         client = await self._stack.enter_async_context(
             McpClient(url, timeline=self.timeline, protocol_version=self.protocol_version)
         )
@@ -143,17 +135,18 @@ class RotationMachine(RuleBasedStateMachine):
             ) from None
 
     async def _start(self) -> Any:
-        self.auth_server = await self._stack.enter_async_context(
-            FakeAuthorizationServer(clock=self.clock, timeline=self.timeline)
-        )
-        self.mcp_server = await self._stack.enter_async_context(
-            FakeMCPServer(
-                authorization_server=self.auth_server,
-                protocol_version=self.protocol_version,
+        self.harness = await self._stack.enter_async_context(
+            Harness(
+                Setup(protocol_version=self.protocol_version),
                 clock=self.clock,
                 timeline=self.timeline,
+                proxy=False,
+                # The rules include tool-error auth failures; the proxy opts in to reading them.
+                proxy_options={"matcher": tool_error_matcher},
             )
         )
+        self.auth_server: FakeAuthorizationServer = self.harness.authorization_server
+        self.mcp_server: FakeMCPServer = self.harness.mcp_server
         return await self.make_client()
 
     async def _close(self) -> None:
@@ -179,16 +172,15 @@ class RotationMachine(RuleBasedStateMachine):
             self._loop.close()
 
     def teardown(self) -> None:
-        """Close the client and the fakes, stop the loop, then re-raise any fake's own error."""
+        """Close the client and the fakes, stop the loop; a fake's own error is re-raised."""
         try:
             self.run(self._close())
         finally:
             self._stop_loop()
-        self.auth_server.check()
-        self.mcp_server.check()
 
     def _call(self, tool: str, arguments: Mapping[str, Any]) -> None:
         self.calls += 1
+        self._call_marks.append(self.timeline.next_seq)
         self._fault_pending = False
         ok = self.run(self.call(self.client, tool, arguments))
         if self.revoked:
@@ -217,6 +209,7 @@ class RotationMachine(RuleBasedStateMachine):
                 Fault(Match(tool="stream", sse_event=cut_after), CutStream())
             )
         self.calls += 1
+        self._call_marks.append(self.timeline.next_seq)
         self._fault_pending = False
         ok = self.run(self._stream(count))
         if not ok:
@@ -228,11 +221,9 @@ class RotationMachine(RuleBasedStateMachine):
         task = asyncio.ensure_future(
             self.call(self.client, "stream", {"count": count, "pace": 1.0})
         )
-        while not task.done():
-            if self.clock.sleepers:
-                self.clock.advance(1.0)
-            await asyncio.sleep(0.001)
-        return task.result()
+        # The stream moves only when time does; the step's own bound (run) covers a hang.
+        await drive_clock(self.clock, advance=1.0, timeout=self.step_timeout, until=[task])
+        return await task
 
     @precondition(lambda self: not self.revoked)
     @rule()
@@ -291,17 +282,24 @@ class RotationMachine(RuleBasedStateMachine):
 
     @invariant()
     def at_most_one_replay_per_call(self) -> None:
-        """The MCP server receives each call at most twice."""
-        # Resuming a cut stream is a GET, not a resend of the call.
-        sends = sum(
-            1
-            for e in self.timeline.select(actor="mcp", kind="request")
-            if e.detail.get("rpc_method") == "tools/call" and e.detail.get("http_method") == "POST"
-        )
-        if sends > 2 * self.calls:
-            raise InvariantViolation(
-                f"{sends} upstream tools/call sends for {self.calls} calls\n{self.timeline.format()}"
+        """The MCP server receives each call (each JSON-RPC id it saw during that call) at most
+        twice: the send and one replay."""
+        marks = [*self._call_marks, self.timeline.next_seq]
+        for start, end in itertools.pairwise(marks):
+            sends: Counter[str | None] = Counter(
+                e.request_id
+                for e in self.timeline.select(actor="mcp", kind="request", since=start)
+                # Resuming a cut stream is a GET, not a resend of the call.
+                if e.seq < end
+                and e.detail.get("rpc_method") == "tools/call"
+                and e.detail.get("http_method") == "POST"
             )
+            replayed = {rid: n for rid, n in sends.items() if n > 2}
+            if replayed:
+                raise InvariantViolation(
+                    f"request id(s) sent upstream more than twice in one call: {replayed}\n"
+                    f"{self.timeline.format()}"
+                )
 
     @invariant()
     def one_refresh_per_invalidation(self) -> None:

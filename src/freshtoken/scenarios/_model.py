@@ -1,14 +1,35 @@
-"""The scenario model: plain frozen data, constructible from Python or loaded from TOML."""
+"""The scenario model: frozen, validated data, constructible from Python or loaded from TOML.
+
+Every class is a pydantic dataclass on :data:`~freshtoken._schema.MODEL_CONFIG`, so one rule per
+field holds wherever a scenario comes from: unknown keys are refused, numbers are finite, counts
+are whole numbers, durations are not negative. A step is one of the step classes, told apart in a
+file by its ``step`` key (and, for ``step = "fault"``, by ``target``); the :data:`Step` union picks
+the class itself so error paths read ``steps[2].pace``, never a union member's name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidatorFunctionWrapHandler
+from pydantic import TypeAdapter as _TypeAdapter
+from pydantic.dataclasses import dataclass
+from pydantic.functional_validators import AfterValidator, WrapValidator
+
+from freshtoken._schema import (
+    MODEL_CONFIG,
+    Count,
+    Flag,
+    PositiveCount,
+    PositiveSeconds,
+    Seconds,
+)
 from freshtoken._setup import Setup
+from freshtoken.fakes import Fault
 
 __all__ = [
+    "STEP_KINDS",
     "Advance",
     "AuthorizationControl",
     "Burst",
@@ -26,12 +47,22 @@ __all__ = [
     "Step",
     "Stream",
     "Wait",
+    "step_to_json",
 ]
 
 Expectation = Literal["result", "error", "any"]
+HttpStatus = Annotated[StrictInt, Field(ge=100, le=599)]
 
 
-@dataclass(frozen=True)
+def _text() -> dict[str, Any]:
+    return {"text": "hello"}
+
+
+def _burst_text() -> dict[str, Any]:
+    return {"text": "burst"}
+
+
+@dataclass(config=MODEL_CONFIG)
 class Initialize:
     """The client initializes (and sends ``notifications/initialized``)."""
 
@@ -39,52 +70,52 @@ class Initialize:
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Call:
     """One ``tools/call``. ``expect`` says what the client should end up with.
 
     ``expect_status`` pins the HTTP status the client must see (e.g. a 403 passed through);
     ``origin``/``host`` send those headers (for DNS-rebinding checks); ``background`` starts the
-    call and moves on (join it with a later ``wait`` or at the end of the scenario).
+    call and moves on (join it with a later ``join`` or at the end of the scenario).
     """
 
     tool: str = "echo"
-    arguments: Mapping[str, Any] = field(default_factory=lambda: {"text": "hello"})
+    arguments: dict[str, Any] = Field(default_factory=_text)
     expect: Expectation = "result"
-    expect_status: int | None = None
+    expect_status: HttpStatus | None = None
     origin: str | None = None
     host: str | None = None
-    background: bool = False
+    background: Flag = False
     kind: ClassVar[str] = "call"
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Stream:
     """Call the ``stream`` tool: ``count`` progress notifications, ``pace`` clock-seconds apart.
 
     Always runs in the background, because with a manual clock it only moves when time does.
     """
 
-    count: int = 3
-    pace: float = 1.0
+    count: PositiveCount = 3
+    pace: Seconds = 1.0
     expect: Expectation = "result"
     kind: ClassVar[str] = "stream"
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Burst:
     """``n`` concurrent ``tools/call`` requests, all expected to end with a result."""
 
-    n: int = 5
+    n: PositiveCount = 5
     tool: str = "echo"
-    arguments: Mapping[str, Any] = field(default_factory=lambda: {"text": "burst"})
+    arguments: dict[str, Any] = Field(default_factory=_burst_text)
     kind: ClassVar[str] = "burst"
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class OpenGetStream:
     """Open the standalone GET SSE stream and keep it open in the background."""
 
@@ -92,7 +123,7 @@ class OpenGetStream:
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Resume:
     """Resume the most recently cut stream by GET with ``Last-Event-ID``, as the transport spec says."""
 
@@ -100,7 +131,7 @@ class Resume:
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Disconnect:
     """The client goes away: every background call still in flight is abandoned mid-response."""
 
@@ -108,11 +139,15 @@ class Disconnect:
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class McpFault:
-    """Add one fault-plan entry (``freshtoken.fakes.Fault`` as a plain dict) to the fake MCP server."""
+    """Add one fault-plan entry (a :class:`freshtoken.fakes.Fault`) to the fake MCP server.
 
-    fault: Mapping[str, Any]
+    In a file the fault's keys sit on the step itself: ``step = "fault"``, ``match``,
+    ``action``, ``times``.
+    """
+
+    fault: Fault
     kind: ClassVar[str] = "fault"
     client_step: ClassVar[bool] = False
 
@@ -120,7 +155,7 @@ class McpFault:
 AuthorizationAction = Literal["rotate", "expire", "revoke", "fail_next", "replay_refresh"]
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class AuthorizationControl:
     """Drive the fake authorization server.
 
@@ -131,17 +166,17 @@ class AuthorizationControl:
     """
 
     action: AuthorizationAction
-    times: int = 1
-    status: int = 503
+    times: PositiveCount = 1
+    status: HttpStatus = 503
     error: str | None = "temporarily_unavailable"
-    delay: float = 0.0
-    reset: bool = False
-    garbage: bool = False
+    delay: Seconds = 0.0
+    reset: Flag = False
+    garbage: Flag = False
     kind: ClassVar[str] = "authorization"
     client_step: ClassVar[bool] = False
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Advance:
     """Move the shared manual clock forward.
 
@@ -149,36 +184,36 @@ class Advance:
     clock, so a stream that has not reached its first pause yet does not miss the tick.
     """
 
-    seconds: float
-    when_sleeping: bool = False
+    seconds: Seconds
+    when_sleeping: Flag = False
     kind: ClassVar[str] = "advance"
     client_step: ClassVar[bool] = False
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Wait:
     """Wait (bounded, in real seconds) until ``count`` timeline events ``event`` of ``actor`` exist."""
 
     event: str
     actor: str | None = None
-    count: int = 1
-    timeout: float = 5.0
+    count: PositiveCount = 1
+    timeout: PositiveSeconds = 5.0
     kind: ClassVar[str] = "wait"
     client_step: ClassVar[bool] = False
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Join:
-    """Wait for every background call to finish, advancing the clock ``advance`` seconds at a time
-    while something sleeps on it (streams move only when time does). Bounded by ``timeout``."""
+    """Wait for every background call to finish, advancing the clock ``advance`` seconds each
+    time something sleeps on it (streams move only when time does). Bounded by ``timeout``."""
 
-    advance: float = 1.0
-    timeout: float = 5.0
+    advance: PositiveSeconds = 1.0
+    timeout: PositiveSeconds = 5.0
     kind: ClassVar[str] = "join"
     client_step: ClassVar[bool] = True
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Restart:
     """The fake MCP server restarts: every session is dropped."""
 
@@ -186,7 +221,23 @@ class Restart:
     client_step: ClassVar[bool] = False
 
 
-Step = (
+_STEP_CLASSES: Final = (
+    Initialize,
+    Call,
+    Stream,
+    Burst,
+    OpenGetStream,
+    Resume,
+    Disconnect,
+    McpFault,
+    AuthorizationControl,
+    Advance,
+    Wait,
+    Join,
+    Restart,
+)
+
+_AnyStep = (
     Initialize
     | Call
     | Stream
@@ -202,50 +253,122 @@ Step = (
     | Restart
 )
 
+STEP_KINDS: Final[tuple[str, ...]] = tuple(
+    sorted({cls.kind for cls in _STEP_CLASSES if cls is not AuthorizationControl})
+)
+"""The values of a step's ``step`` key in a scenario file."""
 
-@dataclass(frozen=True)
+_BY_KIND: Final[Mapping[str, type[Any]]] = {
+    cls.kind: cls for cls in _STEP_CLASSES if cls not in (McpFault, AuthorizationControl)
+}
+
+
+class _Tag(BaseModel):
+    # Validating the tag keys through a model makes a bad one an error at its own path
+    # (steps[3].step), with pydantic's list of allowed values.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    step: Literal[STEP_KINDS]  # type: ignore[valid-type]
+    target: Literal["mcp", "as"] = "mcp"
+
+
+def _pick_step(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    if isinstance(value, _STEP_CLASSES):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a table with a step key")
+    tag = _Tag.model_validate(value)
+    fields = {key: item for key, item in value.items() if key != "step"}
+    if tag.step != "fault":
+        return _adapter(_BY_KIND[tag.step]).validate_python(fields)
+    fields.pop("target", None)
+    if tag.target == "as":
+        return _adapter(AuthorizationControl).validate_python(fields)
+    # The fault's own keys sit on the step, so its errors read steps[1].action.kind.
+    return McpFault(fault=Fault.model_validate(fields))
+
+
+_ADAPTERS: dict[type[Any], _TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[Any]) -> _TypeAdapter[Any]:
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = _TypeAdapter(cls)
+    return _ADAPTERS[cls]
+
+
+Step = Annotated[_AnyStep, WrapValidator(_pick_step)]
+"""One scenario step: any of the step classes."""
+
+
+def _at_least_one(steps: tuple[Any, ...]) -> tuple[Any, ...]:
+    # An after-validator rather than min_length: it runs only once every step is valid, so a
+    # bad step is reported alone, not also as "too short".
+    if not steps:
+        raise ValueError("needs at least one step")
+    return steps
+
+
+Steps = Annotated[tuple[Step, ...], AfterValidator(_at_least_one)]
+"""A scenario's steps: at least one."""
+
+
+def step_to_json(step: _AnyStep) -> dict[str, Any]:
+    """A step as a plain JSON object in its file form (``{"step": ..., <field>: ...}``), which
+    reads back as the same step."""
+    if isinstance(step, McpFault):
+        return {"step": "fault", "target": "mcp", **step.fault.to_dict()}
+    fields = _adapter(type(step)).dump_python(step, mode="json")
+    if isinstance(step, AuthorizationControl):
+        return {"step": "fault", "target": "as", **fields}
+    return {"step": step.kind, **fields}
+
+
+@dataclass(config=MODEL_CONFIG)
 class Invariants:
     """What must hold after the steps ran. ``None`` switches a check off.
 
     * ``every_call_answered`` — each call ends as its step expected (a result unless told otherwise);
-    * ``max_token_requests`` — at most K requests reached the token endpoint;
+    * ``max_token_requests`` — at most K requests reached the token endpoint (as the fake
+      authorization server counts them);
     * ``no_refresh_reuse`` — the authorization server never saw a superseded refresh token;
     * ``max_upstream_sends_per_call`` — the MCP server saw each client call at most this often
       (2 = the original send plus one replay);
     * ``sse_in_order`` — progress notifications arrived in order with none lost;
     * ``max_duration`` — the whole run finished within this many real seconds (no hang);
     * ``status_passed_through`` — every call with ``expect_status`` saw exactly that status;
-    * ``no_refresh`` — no token request at all;
+    * ``no_refresh`` — the authorization server saw no refresh grant from the subject;
     * ``upstream_cancelled`` — the MCP server saw an abandoned stream cancelled;
     * ``max_upstream_sends`` — the MCP server saw at most this many requests in total;
     * ``max_auth_rejections`` — the MCP server rejected at most this many bearers (0: the subject
       never sent a token it could have known was expired).
     """
 
-    every_call_answered: bool = True
-    max_token_requests: int | None = None
-    no_refresh_reuse: bool = True
-    max_upstream_sends_per_call: int | None = 2
-    sse_in_order: bool = True
-    max_duration: float = 10.0
-    status_passed_through: bool = True
-    no_refresh: bool = False
-    upstream_cancelled: bool = False
-    max_upstream_sends: int | None = None
-    max_auth_rejections: int | None = None
+    every_call_answered: Flag = True
+    max_token_requests: Count | None = None
+    no_refresh_reuse: Flag = True
+    max_upstream_sends_per_call: Count | None = 2
+    sse_in_order: Flag = True
+    max_duration: PositiveSeconds = 10.0
+    status_passed_through: Flag = True
+    no_refresh: Flag = False
+    upstream_cancelled: Flag = False
+    max_upstream_sends: Count | None = None
+    max_auth_rejections: Count | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(config=MODEL_CONFIG)
 class Scenario:
     """A named, reproducible token-rotation situation: setup, steps, invariants.
 
-    ``reproduces`` names the public bug (``repo#number``) or the spec clause it stands for.
+    ``reproduces`` names the public bug (``repo#number``) or the spec clause it stands for;
+    ``source`` is the file it was loaded from, if any.
     """
 
-    name: str
-    steps: tuple[Step, ...]
+    name: Annotated[str, Field(min_length=1)]
+    steps: Steps
     title: str = ""
     reproduces: str = ""
-    setup: Setup = field(default_factory=Setup)
-    invariants: Invariants = field(default_factory=Invariants)
+    setup: Setup = Field(default_factory=Setup)
+    invariants: Invariants = Field(default_factory=Invariants)
     source: str | None = None

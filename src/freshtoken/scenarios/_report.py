@@ -36,6 +36,7 @@ def _as_dict(result: ScenarioResult) -> dict[str, Any]:
         "error": result.error,
         "checks": [{"name": c.name, "passed": c.passed, "reason": c.reason} for c in result.checks],
         "token_requests": result.token_requests,
+        "grants": dict(result.grants),
         "upstream_sends": result.upstream_sends,
         "client_calls": result.client_calls,
         "duration": round(result.duration, 4),

@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from freshtoken._clock import ManualClock
+from freshtoken._errors import ServerSideError
 from freshtoken._timeline import Event, Timeline
 from freshtoken.scenarios._client import CallOutcome, McpClient
+from freshtoken.scenarios._clockwork import drive_clock
+from freshtoken.scenarios._harness import Harness
 from freshtoken.scenarios._model import (
     Advance,
     AuthorizationControl,
@@ -38,6 +41,9 @@ __all__ = ["CheckResult", "ScenarioResult", "run_scenario", "run_scenario_sync"]
 
 STEP_TIMEOUT = 5.0
 """Real seconds any single client step may take before the run counts it as hung."""
+COMMAND_JOIN_QUIET = 0.5
+"""An external client's ``join`` ends once nothing has slept on the clock for this many real
+seconds (the runner cannot see the client's own background calls)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class ScenarioResult:
     duration: float
     timeline: Timeline
     error: str | None = None
+    grants: Mapping[str, int] = field(default_factory=dict)
+    """Token requests by grant type, as the fake authorization server saw them."""
 
     @property
     def passed(self) -> bool:
@@ -95,24 +103,18 @@ class _CallRecord:
     hung: bool = False
 
 
-@dataclass
-class _Fakes:
-    env: Environment
-    authorization: Any
-    mcp: Any
-    http: httpx.AsyncClient
-
-
 class _Play:
     """Executes steps for a subject session; collects what each call ended with."""
 
-    def __init__(self, scenario: Scenario, fakes: _Fakes) -> None:
+    def __init__(self, scenario: Scenario, env: Environment) -> None:
         self.scenario = scenario
-        self.fakes = fakes
-        self.env = fakes.env
+        self.env = env
+        self.harness = env.harness
         self.records: list[_CallRecord] = []
         self.background: list[tuple[_CallRecord, asyncio.Task[CallOutcome]]] = []
         self.problems: list[str] = []
+        self.refresh_replays = 0
+        """Refresh grants the runner itself sent (``replay_refresh``): not the subject's."""
 
     @property
     def steps(self) -> Sequence[Step]:
@@ -189,17 +191,8 @@ class _Play:
         await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
 
     async def _join(self, advance: float, timeout: float) -> None:
-        clock = self.env.clock
-        deadline = time.monotonic() + timeout
-        while self.background:
-            pending = [task for _, task in self.background if not task.done()]
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                break
-            if clock.sleepers:
-                clock.advance(advance)
-            await asyncio.wait(pending, timeout=0.01)
+        tasks = [task for _, task in self.background]
+        await drive_clock(self.env.clock, advance=advance, timeout=timeout, until=tasks)
         still, self.background = self.background, []
         for record, task in still:
             if task.done():
@@ -224,36 +217,43 @@ class _Play:
         step = self.steps[index]
         self.env.timeline.record("runner", "step", index=index, step=step.kind)
         if isinstance(step, McpFault):
-            from freshtoken.fakes import Fault
-
-            self.fakes.mcp.faults.add(Fault.from_dict(dict(step.fault)))
+            self.harness.mcp_server.faults.add(step.fault)
         elif isinstance(step, AuthorizationControl):
             await self._authorization(step)
         elif isinstance(step, Advance):
             if step.when_sleeping:
-                await self._until_sleeping(2.0)
+                # Bounded: with nothing asleep the tick still happens, just unaimed.
+                with contextlib.suppress(TimeoutError):
+                    await self.env.clock.wait_for_sleepers(1, timeout=2.0)
             self.env.clock.advance(step.seconds)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield, so the woken sleepers go first
         elif isinstance(step, Wait):
             await self._wait(index, step)
         elif isinstance(step, Restart):
-            self.fakes.mcp.drop_sessions()
+            self.harness.mcp_server.drop_sessions()
         elif isinstance(step, Join):
-            await self._drive_clock(step.advance, step.timeout)
+            # An external client's join: the runner cannot see its background calls, so it
+            # moves time until nothing has slept on the clock for a while.
+            await drive_clock(
+                self.env.clock,
+                advance=step.advance,
+                timeout=step.timeout,
+                quiet=COMMAND_JOIN_QUIET,
+            )
         else:
             raise AssertionError(f"not a runner step: {step!r}")
 
     async def _authorization(self, step: AuthorizationControl) -> None:
-        server = self.fakes.authorization
+        server = self.harness.authorization_server
         env = self.env
         if step.action == "rotate":
-            server.core.rotate()
+            server.rotate()
         elif step.action == "expire":
-            server.core.expire(env.access_token)
+            server.expire(env.access_token)
         elif step.action == "revoke":
-            server.core.revoke_family(env.refresh_token or env.access_token)
+            server.revoke_family(env.refresh_token or env.access_token)
         elif step.action == "fail_next":
-            server.core.fail_next(
+            server.fail_next(
                 step.times,
                 status=step.status,
                 error=step.error,
@@ -264,12 +264,14 @@ class _Play:
         else:
             # A stale copy of the seeded refresh token is presented again (another process
             # that still holds it, or a leaked copy).
+            self.refresh_replays += 1
             env.timeline.record("runner", "refresh.replay", token=env.refresh_token)
-            await self.fakes.http.post(
-                env.token_endpoint,
-                data={"grant_type": "refresh_token", "refresh_token": env.refresh_token or ""},
-                auth=(env.client_id, env.client_secret),
-            )
+            async with httpx.AsyncClient(verify=env.verify, timeout=STEP_TIMEOUT) as http:
+                await http.post(
+                    env.token_endpoint,
+                    data={"grant_type": "refresh_token", "refresh_token": env.refresh_token or ""},
+                    auth=(env.client_id, env.client_secret),
+                )
 
     async def _wait(self, index: int, step: Wait) -> None:
         def enough(_event: Event) -> bool:
@@ -283,25 +285,6 @@ class _Play:
                 f"step {index}: waited {step.timeout:g} s for {step.count} x {who}{step.event}"
             )
             self.env.timeline.record("runner", "wait.timeout", event=step.event)
-
-    async def _until_sleeping(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        # ManualClock offers no "someone started sleeping" signal, so poll its sleeper count.
-        while not self.env.clock.sleepers and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.002)
-
-    async def _drive_clock(self, advance: float, timeout: float) -> None:
-        """For an external client's ``join``: move time while the server sleeps on it."""
-        clock = self.env.clock
-        deadline = time.monotonic() + timeout
-        idle = 0
-        while time.monotonic() < deadline and idle < 20:
-            if clock.sleepers:
-                idle = 0
-                clock.advance(advance)
-            else:
-                idle += 1
-            await asyncio.sleep(0.01)
 
     def report_call(self, index: int, outcome: Mapping[str, Any]) -> None:
         step = self.steps[index]
@@ -354,7 +337,9 @@ def _judge(
 ) -> list[CheckResult]:
     inv = scenario.invariants
     checks: list[CheckResult] = []
-    token_requests = timeline.count(actor="as", kind="token.request")
+    # Counts come from what the fake authorization server saw, never from the subject's events.
+    seen = play.harness.authorization_server
+    token_requests = len(seen.token_requests_seen())
     live = [r for r in play.records if not r.abandoned]
 
     if inv.every_call_answered:
@@ -392,7 +377,7 @@ def _judge(
             )
         )
     if inv.no_refresh:
-        refreshes = _refresh_count(timeline)
+        refreshes = len(seen.token_requests_seen("refresh_token")) - play.refresh_replays
         checks.append(
             _check(
                 "no_refresh", [f"{refreshes} refresh(es); none was called for"] if refreshes else []
@@ -479,14 +464,6 @@ def _check(name: str, problems: list[str]) -> CheckResult:
     return CheckResult(name, not problems, "; ".join(problems))
 
 
-def _refresh_count(timeline: Timeline) -> int:
-    # The proxy's first fetch (nothing stale yet) is how it gets a token, not a refresh.
-    first_fetches = sum(
-        1 for e in timeline.select(actor="proxy", kind="refresh.start") if e.token is None
-    )
-    return timeline.count(actor="as", kind="token.request") - first_fetches
-
-
 def _sends_per_call(timeline: Timeline) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event in timeline.select(actor="mcp", kind="request"):
@@ -499,51 +476,6 @@ def _sends_per_call(timeline: Timeline) -> dict[str, int]:
 # -- running -----------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _fakes(
-    scenario: Scenario, timeline: Timeline, clock: ManualClock
-) -> AsyncIterator[_Fakes]:
-    from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer
-
-    setup = scenario.setup
-    with contextlib.ExitStack() as stack:
-        ca = stack.enter_context(FakeCA()) if setup.tls else None
-        server_ssl = ca.server_ssl_context() if ca is not None else None
-        client_ssl = ca.client_ssl_context() if ca is not None else None
-        async with (
-            FakeAuthorizationServer(
-                policy=setup.token_policy(), clock=clock, timeline=timeline, ssl_context=server_ssl
-            ) as authorization,
-            FakeMCPServer(
-                authorization_server=authorization,
-                protocol_version=setup.protocol_version,
-                response_mode=setup.response_mode,
-                auth_failure_style=setup.auth_failure_style,
-                stream_auth=setup.stream_auth,
-                clock=clock,
-                timeline=timeline,
-                ssl_context=server_ssl,
-            ) as mcp,
-            httpx.AsyncClient(verify=client_ssl or True, timeout=5.0) as http,
-        ):
-            pair = authorization.issue_tokens()
-            env = Environment(
-                scenario=scenario,
-                mcp_url=mcp.url,
-                token_endpoint=authorization.token_endpoint,
-                client_id=authorization.client_id,
-                client_secret=authorization.client_secret,
-                access_token=pair.access_token,
-                refresh_token=pair.refresh_token,
-                timeline=timeline,
-                clock=clock,
-                ca_path=str(ca.ca_path) if ca is not None else None,
-                client_ssl=client_ssl,
-                expires_at=None if pair.expires_in is None else clock.time() + pair.expires_in,
-            )
-            yield _Fakes(env, authorization, mcp, http)
-
-
 async def run_scenario(scenario: Scenario, subject: Subject | str = "proxy") -> ScenarioResult:
     """Run ``scenario`` against ``subject`` on fresh fakes (manual clock, one timeline).
 
@@ -551,15 +483,15 @@ async def run_scenario(scenario: Scenario, subject: Subject | str = "proxy") -> 
     """
     if isinstance(subject, str):
         subject = get_subject(subject)
-    clock = ManualClock()
-    timeline = Timeline(clock)
+    harness = Harness(scenario.setup, proxy=False)
+    timeline = harness.timeline
     started = time.monotonic()
     error: str | None = None
     play: _Play | None = None
     try:
-        async with _fakes(scenario, timeline, clock) as fakes:
-            play = _Play(scenario, fakes)
-            async with subject.session(fakes.env) as session:
+        async with harness:
+            play = _Play(scenario, Environment.of(scenario, harness))
+            async with subject.session(play.env) as session:
                 try:
                     await asyncio.wait_for(session.play(play), scenario.invariants.max_duration)
                 except TimeoutError:
@@ -567,25 +499,27 @@ async def run_scenario(scenario: Scenario, subject: Subject | str = "proxy") -> 
                         f"the steps did not finish within {scenario.invariants.max_duration:g} s"
                     )
                 await play.finish()
-            for server in (fakes.authorization, fakes.mcp):
-                try:
-                    server.check()
-                except AssertionError as exc:
-                    error = f"fake server error: {exc}"
+    except ServerSideError as exc:
+        error = f"fake server error: {exc}"
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     duration = time.monotonic() - started
     checks = _judge(scenario, play, timeline, duration) if play is not None else []
+    grants = Counter(
+        seen.grant_type or "(none)"
+        for seen in (harness.authorization_server.token_requests_seen() if play is not None else ())
+    )
     return ScenarioResult(
         scenario=scenario,
         subject=subject.name,
         checks=tuple(checks),
-        token_requests=timeline.count(actor="as", kind="token.request"),
+        token_requests=sum(grants.values()),
         upstream_sends=timeline.count(actor="mcp", kind="request"),
         client_calls=len(play.records) if play is not None else 0,
         duration=duration,
         timeline=timeline,
         error=error,
+        grants=grants,
     )
 
 

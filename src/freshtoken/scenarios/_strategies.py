@@ -204,7 +204,7 @@ def scenarios(
         inserts = draw(
             st.lists(st.tuples(st.integers(0, len(load)), events), max_size=max_disruptions)
         )
-        steps: list[Step] = [McpFault(fault.to_dict()) for fault in plan]
+        steps: list[Step] = [McpFault(fault) for fault in plan]
         steps.append(Initialize())
         for position in range(len(load) + 1):
             steps.extend(event for at, event in inserts if at == position)

@@ -15,7 +15,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +26,8 @@ from freshtoken._errors import ConfigError
 from freshtoken._serve import LoopbackSite
 from freshtoken._timeline import Timeline
 from freshtoken.scenarios._client import ClientAuth, McpClient
-from freshtoken.scenarios._model import Scenario, Step
+from freshtoken.scenarios._harness import Harness
+from freshtoken.scenarios._model import Scenario, Step, step_to_json
 from freshtoken.scenarios._tokens import (
     BakedBearer,
     Credentials,
@@ -55,10 +56,12 @@ class Environment:
 
     ``access_token``/``refresh_token`` were freshly issued by the fake authorization server for
     this run (``expires_at``, on ``clock``, when the server reported ``expires_in``);
-    ``ca_path``/``client_ssl`` are set when the scenario runs over TLS.
+    ``ca_path``/``client_ssl`` are set when the scenario runs over TLS. ``harness`` built it all
+    (a subject starts freshtoken's proxy through it).
     """
 
     scenario: Scenario
+    harness: Harness
     mcp_url: str
     token_endpoint: str
     client_id: str
@@ -70,6 +73,28 @@ class Environment:
     ca_path: str | None = None
     client_ssl: ssl.SSLContext | None = None
     expires_at: float | None = None
+
+    @classmethod
+    def of(cls, scenario: Scenario, harness: Harness) -> Environment:
+        """The environment of a running ``harness`` (its fakes started, on a manual clock)."""
+        if not isinstance(harness.clock, ManualClock):
+            raise TypeError("scenarios run on a ManualClock; the harness has another clock")
+        authorization, pair = harness.authorization_server, harness.seeded
+        return cls(
+            scenario=scenario,
+            harness=harness,
+            mcp_url=harness.mcp_server.url,
+            token_endpoint=authorization.token_endpoint,
+            client_id=authorization.client_id,
+            client_secret=authorization.client_secret,
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            timeline=harness.timeline,
+            clock=harness.clock,
+            ca_path=str(harness.ca.ca_path) if harness.ca is not None else None,
+            client_ssl=harness.client_ssl,
+            expires_at=harness.seeded_expires_at(),
+        )
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -142,36 +167,20 @@ class _ProxySubject:
 
     @asynccontextmanager
     async def session(self, env: Environment) -> AsyncIterator[SubjectSession]:
-        async with (
-            _through_proxy(env) as url,
-            McpClient(
-                url, timeline=env.timeline, protocol_version=env.scenario.setup.protocol_version
-            ) as client,
-        ):
+        url = await _through_proxy(env)
+        async with McpClient(
+            url, timeline=env.timeline, protocol_version=env.scenario.setup.protocol_version
+        ) as client:
             yield _ClientSession(client)
 
 
-@asynccontextmanager
-async def _through_proxy(env: Environment) -> AsyncIterator[str]:
-    """freshtoken's proxy in front of the environment's MCP server; yields the client's URL."""
-    from freshtoken.proxy import Proxy, RefreshTokenSource
+async def _through_proxy(env: Environment) -> str:
+    """freshtoken's proxy in front of the environment's MCP server; the client's URL.
 
-    source = RefreshTokenSource(
-        env.token_endpoint,
-        env.client_id,
-        env.client_secret,
-        refresh_token=env.refresh_token,
-        access_token=env.access_token,
-        expires_at=env.expires_at,
-        clock=env.clock,
-        verify=env.verify,
-        timeline=env.timeline,
-    )
-    try:
-        async with Proxy(timeline=env.timeline, upstream_ssl=env.client_ssl) as proxy:
-            yield proxy.register("mcp", env.mcp_url, source)
-    finally:
-        await source.aclose()
+    The proxy closes with the harness, after the subject's session.
+    """
+    await env.harness.start_proxy()
+    return env.harness.proxy_url
 
 
 AuthFactory = Callable[[Credentials, Timeline], "_ClosableAuth"]
@@ -284,11 +293,8 @@ class CommandSubject:
 
     @asynccontextmanager
     async def session(self, env: Environment) -> AsyncIterator[SubjectSession]:
-        if not self.via_proxy:
-            yield _CommandSession(self, env, env.mcp_url)
-            return
-        async with _through_proxy(env) as url:
-            yield _CommandSession(self, env, url)
+        url = await _through_proxy(env) if self.via_proxy else env.mcp_url
+        yield _CommandSession(self, env, url)
 
     @property
     def argv(self) -> list[str]:
@@ -392,7 +398,6 @@ def steps_to_json(steps: Sequence[Step]) -> list[dict[str, Any]]:
     """The steps as plain JSON objects (what the ``command`` subject's client reads)."""
     out: list[dict[str, Any]] = []
     for index, step in enumerate(steps):
-        body = asdict(step)
         by = "client" if step.client_step and step.kind != "join" else "runner"
-        out.append({"index": index, "step": step.kind, "by": by, **body})
+        out.append({"index": index, "by": by, **step_to_json(step)})
     return out

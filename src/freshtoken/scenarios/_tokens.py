@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
 from freshtoken._timeline import Timeline
-from freshtoken.proxy._matcher import default_matcher
 from freshtoken.scenarios._client import Exchange
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "RefreshOn403",
     "RetryForever",
     "SubstringMatch",
+    "says_auth_failed",
 ]
 
 RETRY_FOREVER_CAP = 6
@@ -43,14 +45,58 @@ class Credentials:
     verify: Any = True
 
 
+# The reference clients' own idea of an auth failure, written apart from the proxy's matcher
+# so the kill matrix is an independent check of it: the error codes and phrases the fakes and
+# the real servers in the catalogue use, read from parsed fields only.
+_AUTH_CODES: Final = frozenset(
+    {"authentication_failed", "invalid_token", "unauthorized", "unauthenticated", "token_expired"}
+)
+_AUTH_PHRASE: Final = re.compile(
+    r"authentication[ _]failed|invalid[ _]token|unauthori[sz]ed|token[ _]expired", re.IGNORECASE
+)
+
+
+def _is_auth_code(value: Any) -> bool:
+    return isinstance(value, str) and value.lower() in _AUTH_CODES
+
+
+def says_auth_failed(message: Any) -> bool:
+    """Whether one parsed JSON body or JSON-RPC message reports a refused bearer: an ``error``
+    with an auth code (as its ``code`` or in its ``data``) or an auth phrase in its message, or
+    a ``tools/call`` result with ``isError`` whose text has an auth phrase."""
+    if not isinstance(message, Mapping):
+        return False
+    error = message.get("error")
+    if isinstance(error, Mapping):
+        data = error.get("data")
+        return (
+            _is_auth_code(error.get("code"))
+            or (isinstance(data, Mapping) and _is_auth_code(data.get("error")))
+            or (
+                isinstance(error.get("message"), str)
+                and bool(_AUTH_PHRASE.search(error["message"]))
+            )
+        )
+    result = message.get("result")
+    if isinstance(result, Mapping) and result.get("isError") is True:
+        content = result.get("content")
+        return isinstance(content, list) and any(
+            isinstance(item, Mapping)
+            and isinstance(item.get("text"), str)
+            and bool(_AUTH_PHRASE.search(item["text"]))
+            for item in content
+        )
+    return False
+
+
 def _auth_failed_in_body(exchange: Exchange) -> bool:
     """The correct rule: parsed JSON (or the first SSE JSON-RPC message) says auth failed."""
     if exchange.status != 200:
         return False
     if exchange.is_sse:
         first = next((m for m in exchange.messages if "method" not in m), None)
-        return first is not None and default_matcher(first)
-    return bool(exchange.messages) and default_matcher(exchange.messages[0])
+        return first is not None and says_auth_failed(first)
+    return bool(exchange.messages) and says_auth_failed(exchange.messages[0])
 
 
 class _Refreshing:
