@@ -271,6 +271,101 @@ class LoadGenerator:
         self.targets[name] = target
         return session
 
+    async def connect_plain(self, name: str, url: str, bearer: str | None = None) -> None:
+        """Remember ``url`` as ``name`` without an MCP session (for the light upstream)."""
+        parts = urlsplit(url)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        extra = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+        target = Target(parts.hostname, parts.port, parts.path, extra)
+        connection = await target.connect()
+        try:
+            check = await connection.request(target.post(ECHO))
+            if not answered(check):
+                raise RuntimeError(f"tools/call echo at {name} answered HTTP {check.status}")
+        finally:
+            _close([connection])
+        self.targets[name] = target
+
+    async def soak(
+        self,
+        target: str,
+        clients: int,
+        calls: int,
+        rotate_every: int,
+        rotate_url: str,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """``clients`` connections making ``calls`` sequential ``echo`` calls each, while the
+        authorization server invalidates every access token after each ``rotate_every``
+        answered calls (a POST to ``rotate_url``, not awaited by the calls)."""
+        spec = self.targets[target]
+        request = spec.post(ECHO)
+        control_at = urlsplit(rotate_url)
+        assert control_at.hostname is not None
+        assert control_at.port is not None
+        rotate_request = (
+            f"POST {control_at.path} HTTP/1.1\r\nHost: {control_at.hostname}:{control_at.port}"
+            "\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        semaphore = asyncio.Semaphore(100)
+
+        async def open_one() -> Connection:
+            async with semaphore:
+                return await spec.connect()
+
+        conns = await asyncio.gather(*(open_one() for _ in range(clients)))
+        control = await Target(control_at.hostname, control_at.port, control_at.path, "").connect()
+        done = failed = rotations = 0
+        statuses: dict[str, int] = {}
+        due: asyncio.Queue[None] = asyncio.Queue()
+
+        async def rotate() -> None:
+            nonlocal rotations
+            while True:
+                await due.get()
+                response = await control.request(rotate_request)
+                if response.status >= 300:
+                    raise RuntimeError(f"rotation answered HTTP {response.status}")
+                rotations += 1
+                due.task_done()
+
+        async def client(connection: Connection) -> None:
+            nonlocal done, failed
+            for _ in range(calls):
+                try:
+                    response = await connection.request(request)
+                except ConnectionError:
+                    failed += 1
+                    statuses["error"] = statuses.get("error", 0) + 1
+                    return
+                key = str(response.status)
+                if not answered(response):
+                    failed += 1
+                    key += " (failed)"
+                statuses[key] = statuses.get(key, 0) + 1
+                done += 1
+                if done % rotate_every == 0:
+                    due.put_nowait(None)
+
+        rotator = asyncio.ensure_future(rotate())
+        try:
+            start = time.perf_counter()
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(client(c) for c in conns))
+                await due.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            rotator.cancel()
+            _close([*conns, control])
+        return {
+            "calls": clients * calls,
+            "failed": failed,
+            "rotations": rotations,
+            "statuses": statuses,
+            "elapsed": elapsed,
+        }
+
     async def json_load(
         self, target: str, connections: int, duration: float, warmup: float
     ) -> dict[str, Any]:
@@ -466,6 +561,8 @@ async def main() -> None:
         {"pid": os.getpid()},
         {
             "connect": generator.connect,
+            "connect_plain": generator.connect_plain,
+            "soak": generator.soak,
             "json_load": generator.json_load,
             "sse_load": generator.sse_load,
             "sse_arrivals": generator.sse_arrivals,

@@ -48,6 +48,7 @@ async def main() -> None:
             {
                 "mcp_url": mcp.url,
                 "token_endpoint": authorization.token_endpoint,
+                "rotate_url": authorization.control_url + "rotate",
                 "client_id": authorization.client_id,
                 "client_secret": authorization.client_secret,
                 "access_token": direct.access_token,

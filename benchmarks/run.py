@@ -3,9 +3,11 @@
     python benchmarks/run.py            # the full run (about two minutes)
     python benchmarks/run.py --quick    # a short run, noisier
 
-Everything runs on loopback, in separate processes: the fake AS + fake MCP server in one, the
-proxy in another, the load generator (``benchmarks/_load.py``, a raw-asyncio HTTP/1.1 client)
-in a third, and the harness timings in a fourth once the others are gone. Each figure is the
+Everything runs on loopback, in separate processes: the fake AS + fake MCP server in one, a
+light upstream (``benchmarks/_light.py``) in another, the proxy in a third, the load generator
+(``benchmarks/_load.py``, a raw-asyncio HTTP/1.1 client) in a fourth, nginx (when installed) with
+a static bearer in front of the light upstream for its row, and the harness timings last, once
+the others are gone. Each figure is the
 median over repeated rounds, direct and proxied rounds interleaved so drift hits both alike.
 The table compares them with the targets in the design; ``--json`` writes every figure and
 ``--markdown`` the table as the README shows it.
@@ -14,6 +16,7 @@ The table compares them with the targets in the design; ``--json`` writes every 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _nginx
 import _profile
 from _worker import Worker
 
@@ -48,6 +52,8 @@ class Params:
     latency_pace: float = 0.002
     open_streams: int = 1000
     burst: int = 500
+    soak_clients: int = 500
+    soak_calls: int = 20
     harness_rounds: int = 30
     pytest_tests: int = 100
     catalogue_limit: int | None = None
@@ -124,59 +130,77 @@ class Bench:
         self.extra: dict[str, Any] = {}
 
     def run(self) -> None:
-        with Worker("servers", "_servers.py") as servers:
+        with (
+            Worker("servers", "_servers.py") as servers,
+            Worker("light upstream", "_light.py") as light,
+        ):
             info = servers.info
+            secrets = {"refresh_token": info["refresh_token"], "light": light.info["token"]}
             with (
                 Worker(
                     "proxy",
                     "_proxy_child.py",
                     "--upstream",
                     info["mcp_url"],
+                    "--light-upstream",
+                    light.info["url"],
                     "--token-endpoint",
                     info["token_endpoint"],
                     "--client-id",
                     info["client_id"],
                     # One argument: a random secret may start with "-".
                     f"--client-secret={info['client_secret']}",
-                    secret_input=info["refresh_token"],
+                    secret_input=json.dumps(secrets),
                 ) as proxy,
                 Worker("load generator", "_load.py") as load,
             ):
-                self._place(servers, proxy, load)
+                self._place(servers, light, proxy, load)
                 load.call(
                     "connect", name="direct", url=info["mcp_url"], bearer=info["access_token"]
                 )
                 load.call("connect", name="proxied", url=proxy.info["url"])
+                load.call(
+                    "connect_plain",
+                    name="light-direct",
+                    url=light.info["url"],
+                    bearer=light.info["token"],
+                )
+                load.call("connect_plain", name="light-proxied", url=proxy.info["light_url"])
                 if self.p.profile is not None:
                     self._profile(proxy, load, self.p.profile)
                 self._json(servers, proxy, load)
+                self._light(light, proxy, load)
                 self._sse(servers, proxy, load)
                 self._open_streams(servers, proxy, load)
                 # Last: a rotation kills the direct client's static bearer.
                 self._rotation(servers, load)
+                self._soak(servers, load)
         self._harness()
 
-    def _place(self, servers: Worker, proxy: Worker, load: Worker) -> None:
+    def _place(self, servers: Worker, light: Worker, proxy: Worker, load: Worker) -> None:
         cpus = sorted(os.sched_getaffinity(0))
         if self.p.pin and len(cpus) >= 2:
             servers.pin({cpus[0]})
+            light.pin({cpus[0]})
             proxy.pin({cpus[1]})
             placement = (
-                f"fake AS + fake MCP pinned to CPU {cpus[0]}, proxy pinned to CPU {cpus[1]}, "
-                "load generator unpinned"
+                f"the upstreams pinned to CPU {cpus[0]}, proxy pinned to CPU {cpus[1]}, "
+                "load generator (and nginx) unpinned"
             )
         else:
-            placement = f"no pinning: the OS schedules the three processes on {len(cpus)} CPUs"
+            placement = f"no pinning: the OS schedules the processes on {len(cpus)} CPUs"
         self.extra["placement"] = (
-            f"3 processes: fake AS + fake MCP (pid {servers.pid}), proxy (pid {proxy.pid}), "
-            f"load generator (pid {load.pid}); {placement}"
+            f"4 processes: fake AS + fake MCP (pid {servers.pid}), light upstream "
+            f"(pid {light.pid}), proxy (pid {proxy.pid}), load generator (pid {load.pid}), "
+            f"plus nginx for its row; {placement}"
         )
 
     def _profile(self, proxy: Worker, load: Worker, directory: Path) -> None:
-        """py-spy on the proxy during a proxied tools/call load and an SSE load."""
+        """py-spy on the proxy during proxied tools/call loads and an SSE load."""
         directory.mkdir(parents=True, exist_ok=True)
         for name, command, args in (
             ("json", "json_load", {"connections": self.p.connections}),
+            ("light", "json_load", {"connections": self.p.connections}),
             (
                 "sse",
                 "sse_load",
@@ -186,7 +210,8 @@ class Bench:
             self.log(f"profiling the proxy under the {name} load")
             output = directory / f"proxy-{name}.folded"
             recorder = _profile.start(proxy.pid, self.p.duration, output)
-            load.call(command, target="proxied", duration=self.p.duration, warmup=0.0, **args)
+            target = "light-proxied" if name == "light" else "proxied"
+            load.call(command, target=target, duration=self.p.duration, warmup=0.0, **args)
             recorder.wait(timeout=self.p.duration + 30)
             report = _profile.summarise(output)
             (directory / f"proxy-{name}.txt").write_text(report + "\n")
@@ -328,6 +353,136 @@ class Bench:
                     med(runs, f"{q}_ms", "proxied"),
                     "-",
                     None,
+                )
+            )
+
+    def _light(self, light: Worker, proxy: Worker, load: Worker) -> None:
+        """tools/call against the light upstream: direct, through the proxy, through nginx."""
+        p = self.p
+        executable = _nginx.available()
+        with contextlib.ExitStack() as stack:
+            targets = ["light-direct", "light-proxied"]
+            nginx: _nginx.Nginx | None = None
+            if executable is not None:
+                nginx = stack.enter_context(_nginx.Nginx(light.info["url"], light.info["token"]))
+                load.call("connect_plain", name="light-nginx", url=nginx.url)
+                targets.append("light-nginx")
+            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+            for round_ in range(p.rounds):
+                for target in targets:
+                    self.log(f"light upstream, {target}, round {round_ + 1}/{p.rounds}")
+                    before = (
+                        light.cpu_seconds(),
+                        proxy.cpu_seconds(),
+                        nginx.cpu_seconds() if nginx is not None else 0.0,
+                    )
+                    result = load.call(
+                        "json_load",
+                        target=target,
+                        connections=p.connections,
+                        duration=p.duration,
+                        warmup=p.warmup,
+                    )
+                    units = max(1, result["total"])
+                    result["upstream_us"] = (light.cpu_seconds() - before[0]) / units * 1e6
+                    result["proxy_us"] = (proxy.cpu_seconds() - before[1]) / units * 1e6
+                    if nginx is not None:
+                        result["nginx_us"] = (nginx.cpu_seconds() - before[2]) / units * 1e6
+                    runs[target].append(result)
+        self.extra["light_errors"] = sum(r["errors"] for rs in runs.values() for r in rs)
+
+        def med(key: str, target: str) -> float:
+            return median([r[key] for r in runs[target]]) if runs.get(target) else float("nan")
+
+        rps_d, rps_p = med("rps", "light-direct"), med("rps", "light-proxied")
+        self.rows.append(
+            Row(
+                f"light upstream: tools/call throughput ({p.connections} conns)",
+                "req/s",
+                rps_d,
+                rps_p,
+                ">= 0.6x direct",
+                rps_p >= 0.6 * rps_d,
+            )
+        )
+        if "light-nginx" in runs:
+            self.rows.append(
+                Row(
+                    "light upstream: through nginx (static bearer) instead",
+                    "req/s",
+                    rps_d,
+                    med("rps", "light-nginx"),
+                    "-",
+                    None,
+                )
+            )
+            cpu_nginx, cpu_proxy = med("nginx_us", "light-nginx"), med("proxy_us", "light-proxied")
+            self.rows.append(
+                Row(
+                    "  CPU per call: nginx (direct column) vs proxy",
+                    "us",
+                    cpu_nginx,
+                    cpu_proxy,
+                    "<= 2.5x nginx",
+                    cpu_proxy <= 2.5 * cpu_nginx,
+                )
+            )
+        else:
+            self.rows.append(
+                Row(
+                    "light upstream: through nginx",
+                    "req/s",
+                    None,
+                    None,
+                    "-",
+                    None,
+                    "nginx is not installed",
+                )
+            )
+        self.rows.append(
+            Row(
+                "  CPU per call: light upstream process",
+                "us",
+                med("upstream_us", "light-direct"),
+                med("upstream_us", "light-proxied"),
+                "-",
+                None,
+            )
+        )
+
+    def _soak(self, servers: Worker, load: Worker) -> None:
+        """Many clients, many calls, the authorization server invalidating every access token
+        every N answered calls: how many calls fail."""
+        p = self.p
+        for every, target, required in ((1000, "= 0", True), (100, "-", False)):
+            self.log(
+                f"soak: {p.soak_clients} clients x {p.soak_calls} calls, "
+                f"a rotation every {every} calls"
+            )
+            before = servers.call("stats")["token_requests"]
+            result = load.call(
+                "soak",
+                wait=600.0,
+                target="proxied",
+                clients=p.soak_clients,
+                calls=p.soak_calls,
+                rotate_every=every,
+                rotate_url=servers.info["rotate_url"],
+                timeout=300.0,
+            )
+            grants = servers.call("stats")["token_requests"] - before
+            servers.call("clear")
+            self.rows.append(
+                Row(
+                    f"soak {p.soak_clients}x{p.soak_calls} calls, rotation every {every}: "
+                    "failed calls",
+                    "",
+                    None,
+                    result["failed"],
+                    target,
+                    result["failed"] == 0 if required else None,
+                    f"{result['rotations']} rotations, {grants} token requests, "
+                    f"{result['elapsed']:.1f} s; answers: {result['statuses']}",
                 )
             )
 
@@ -590,6 +745,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
     parser.add_argument("--connections", type=int)
     parser.add_argument("--open-streams", type=int)
     parser.add_argument("--burst", type=int)
+    parser.add_argument("--soak-clients", type=int)
+    parser.add_argument("--soak-calls", type=int)
     parser.add_argument("--harness-rounds", type=int)
     parser.add_argument(
         "--pytest-tests", type=int, help="tests per pytest-fixture timing run (0 skips it)"
@@ -603,6 +760,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Params, argparse.Namespace]:
         "connections",
         "open_streams",
         "burst",
+        "soak_clients",
+        "soak_calls",
         "harness_rounds",
         "pytest_tests",
         "catalogue_limit",

@@ -25,6 +25,8 @@ def test_benchmark_script_produces_the_table(tmp_path: Path) -> None:
         "--connections=2",
         "--open-streams=20",
         "--burst=10",
+        "--soak-clients=10",
+        "--soak-calls=20",
         "--harness-rounds=2",
         "--pytest-tests=2",
         "--catalogue-limit=1",
@@ -37,7 +39,7 @@ def test_benchmark_script_produces_the_table(tmp_path: Path) -> None:
     header = done.stdout.splitlines()[0].split()
     assert header == ["figure", "direct", "proxied", "ratio", "target", "met"]
     assert "machine: " in done.stdout
-    assert "placement: 3 processes" in done.stdout
+    assert "placement: 4 processes" in done.stdout
 
     summary = json.loads(out.read_text())
     assert {"command", "machine", "params", "rows", "placement"} <= summary.keys()
@@ -48,6 +50,9 @@ def test_benchmark_script_produces_the_table(tmp_path: Path) -> None:
     expected = [
         "tools/call echo throughput (2 conns)",
         "tools/call latency p50 (1 conn)",
+        "light upstream: tools/call throughput (2 conns)",
+        "soak 10x20 calls, rotation every 1000: failed calls",
+        "soak 10x20 calls, rotation every 100: failed calls",
         "SSE events/s (stream tool, pace 0, 8 conns)",
         "SSE per-event latency p99 (pace 2 ms)",
         "20 open SSE streams: proxy peak RSS",
@@ -64,5 +69,12 @@ def test_benchmark_script_produces_the_table(tmp_path: Path) -> None:
     assert rows["10 calls on one rotation: answered"]["proxied"] == 10
     assert "20/20 opened" in rows["20 open SSE streams: proxy peak RSS"]["note"]
     assert summary["json_errors"] == 0
+    assert summary["light_errors"] == 0
+    # 200 calls: no rotation at every 1000 calls, two at every 100 (the AS saw the grants).
+    quiet = rows["soak 10x20 calls, rotation every 1000: failed calls"]
+    assert (quiet["proxied"], quiet["met"]) == (0, True)
+    assert quiet["note"].startswith("0 rotations, 0 token requests")
+    rotated = rows["soak 10x20 calls, rotation every 100: failed calls"]
+    assert rotated["note"].startswith("2 rotations, ")
     assert any(figure.startswith("scenario catalogue") for figure in rows)
     assert markdown.read_text().startswith("| figure | direct | proxied | ratio | target | met |")

@@ -66,6 +66,16 @@ class Target:
     ssl: ssl.SSLContext | bool
     proxy: EnvProxy | None
     fingerprints: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, URL] = field(default_factory=dict)
+
+    def url(self, suffix: str) -> URL:
+        """The upstream URL for a local path suffix (a client uses a handful: cached)."""
+        known = self.urls.get(suffix)
+        if known is None:
+            if len(self.urls) > 64:
+                self.urls.clear()
+            known = self.urls[suffix] = URL(self.origin + suffix, encoded=True)
+        return known
 
     def fp(self, token: str) -> str:
         known = self.fingerprints.get(token)
@@ -202,7 +212,7 @@ class Forwarder:
             token = _checked(await source.token())
         except Exception as exc:
             return self._token_failure(ex, exc)
-        url = URL(target.origin + ex.suffix, encoded=True)
+        url = target.url(ex.suffix)
         headers = _upstream_headers(ex.request.headers)
         if target.proxy is not None:
             headers.update(target.proxy.request_headers)
@@ -366,7 +376,8 @@ class Forwarder:
         body has already arrived)."""
         try:
             if content.is_eof():
-                return await content.readany()
+                # The whole body is buffered: no wait, no timer.
+                return content.read_nowait()
             async with asyncio.timeout(self.limits.read_timeout):
                 return await content.readany()
         except TimeoutError:

@@ -312,7 +312,7 @@ class Proxy(AsyncLifecycle):
         total = 0
         while True:
             if content.is_eof():
-                chunk = await content.readany()
+                chunk = content.read_nowait()  # the rest of the body is buffered
             else:
                 try:
                     async with asyncio.timeout(self.limits.body_timeout):
