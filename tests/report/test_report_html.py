@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from report_helpers import Element, harvest_secrets, parse, run, sections
 
-from freshtoken import ManualClock, Timeline
+from freshtoken import ManualClock, Timeline, fingerprint
 from freshtoken.scenarios import (
     ReportItem,
     ScenarioResult,
@@ -185,3 +185,17 @@ def test_an_item_without_a_timeline_has_no_diagram() -> None:
     [section] = sections(parse(html))
     assert section.find("svg") == []
     assert "No freshtoken timeline" in section.all_text()
+
+
+def test_names_are_shown_as_given_and_free_text_is_scrubbed() -> None:
+    token = "Zq3vN9xYk2LmPp8RtW4sD7fGhJ0aBcEe"
+    item = ReportItem(
+        name="tests/test_x.py::TestRotation2025Scenarios::test_refresh",
+        outcome="failed",
+        failures=(("assertion", f"AssertionError: got {token}"),),
+        output=f"E   assert {token!r} == 'x'",
+    )
+    html = render_html([item])
+    assert "TestRotation2025Scenarios" in html
+    assert token not in html
+    assert f"#{fingerprint(token)}" in html

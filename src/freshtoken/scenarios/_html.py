@@ -139,8 +139,8 @@ def render_html(
         )
         + "</p>",
         '<dl class="summary">',
-        f"<dt>subject</dt><dd>{escape(scrub(subjects))}</dd>",
-        *(f"<dt>{escape(k)}</dt><dd>{escape(scrub(v))}</dd>" for k, v in all_versions.items()),
+        f"<dt>subject</dt><dd>{escape(_clip(subjects, 240))}</dd>",
+        *(f"<dt>{escape(k)}</dt><dd>{escape(_clip(v, 240))}</dd>" for k, v in all_versions.items()),
         f"<dt>duration</dt><dd>{total:.2f} s</dd><dt>items</dt><dd>{len(items)}</dd>",
         f"<dt>generated</dt><dd>{generated}</dd></dl>",
         _legend_keys(),
@@ -187,11 +187,11 @@ def _legend_keys() -> str:
 def _table(items: list[ReportItem]) -> str:
     rows = []
     for index, item in enumerate(items, 1):
-        failed = "".join(f"<li>{escape(scrub(name, 80))}</li>" for name, _ in item.failures)
+        failed = "".join(f"<li>{escape(_clip(name, 80))}</li>" for name, _ in item.failures)
         rows.append(
             f'<tr class="{_cls(item.outcome)}"><td class="num">{index}</td>'
-            f'<td><a href="#item-{index}">{escape(scrub(item.name, 160))}</a></td>'
-            f"<td>{escape(scrub(item.subject, 80))}</td>"
+            f'<td><a href="#item-{index}">{escape(_clip(item.name, 160))}</a></td>'
+            f"<td>{escape(_clip(item.subject, 80))}</td>"
             f'<td><span class="badge {_cls(item.outcome)}">{_badge(item.outcome)}</span></td>'
             f"<td>{f'<ul>{failed}</ul>' if failed else ''}</td>"
             f'<td class="num">{item.duration:.2f} s</td></tr>'
@@ -204,6 +204,12 @@ def _table(items: list[ReportItem]) -> str:
     )
 
 
+def _clip(text: str, limit: int) -> str:
+    """Names (of scenarios, tests, subjects, checks) are shown as given, only shortened; free
+    text (reasons, output, event details) goes through :func:`scrub` instead."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def _cls(outcome: str) -> str:
     return outcome.replace(" ", "-")
 
@@ -213,9 +219,9 @@ def _badge(outcome: str) -> str:
 
 
 def _section(index: int, item: ReportItem) -> str:
-    name = scrub(item.name, 160)
+    name = _clip(item.name, 160)
     about = " \u00b7 ".join(
-        escape(scrub(text, 200))
+        escape(_clip(text, 200))
         for text in (
             f"on {item.subject}" if item.subject else "",
             item.title,
@@ -244,7 +250,7 @@ def _section(index: int, item: ReportItem) -> str:
                 else ""
             )
             parts.append(
-                f'<li data-check="{escape(scrub(check, 80))}"><b>{escape(scrub(check, 80))}</b>: '
+                f'<li data-check="{escape(_clip(check, 80))}"><b>{escape(_clip(check, 80))}</b>: '
                 f"{escape(scrub(reason, 2000))}{where}</li>"
             )
         parts.append("</ul>")
