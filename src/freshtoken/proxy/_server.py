@@ -79,13 +79,15 @@ class _Connection(RequestHandler):
         self.logger = _SILENT
         self._server = manager
         self._header_handle: asyncio.TimerHandle | None = None
+        # Requests whose head arrived and whose response is not finished yet.
+        self._unanswered = 0
         # Bytes of a request head arrived and the head is not complete yet.
         self.head_pending = False
 
     @property
     def serving(self) -> bool:
-        """A request is being handled (or is queued): the connection must not be evicted."""
-        return self._request_in_progress or bool(self._messages)
+        """A request is being handled (or waits its turn): the connection must not be cut."""
+        return self._unanswered > 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -96,13 +98,23 @@ class _Connection(RequestHandler):
         count = self._request_count
         super().data_received(data)
         if self._request_count != count:
+            self._unanswered += self._request_count - count
             self.head_pending = False
             self._disarm()
-        elif data and not self._request_in_progress:
-            # The first byte of the next request on a kept-alive connection starts its deadline.
+        elif data and not self._unanswered:
+            # The first byte of the next request on a kept-alive connection starts its deadline
+            # (a request body, or a pipelined head, arrives while a request is unanswered).
             self.head_pending = True
             if self._header_handle is None:
                 self._arm()
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            self._unanswered = max(0, self._unanswered - 1)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
