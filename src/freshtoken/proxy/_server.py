@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
+import sys
 import time
 from typing import Any
 
@@ -21,6 +21,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from freshtoken.proxy._limits import Limits
+
+if sys.platform != "win32":
+    import resource
 
 __all__ = ["AcceptErrorGuard", "ProxyServer", "Throttle", "effective_max_connections"]
 
@@ -38,6 +41,8 @@ _FD_RESERVE = 32
 
 def effective_max_connections(limit: int) -> int:
     """``limit``, lowered to half the open-file limit: each client may need an upstream socket."""
+    if sys.platform == "win32":
+        return limit
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return limit
