@@ -28,7 +28,13 @@ from freshtoken.fakes import (
     Status403Scope,
     TokenPolicy,
 )
-from freshtoken.proxy import Limits, Proxy, RefreshTokenSource
+from freshtoken.proxy import (
+    AuthFailureMatcher,
+    Limits,
+    Proxy,
+    RefreshTokenSource,
+    tool_error_matcher,
+)
 
 
 @dataclass
@@ -56,6 +62,7 @@ async def running_stack(
     store: Path | None = None,
     peek_timeout: float = 10.0,
     version: str = "2025-11-25",
+    matcher: AuthFailureMatcher | None = None,
     **mcp_options: Any,
 ) -> AsyncIterator[Stack]:
     timeline = Timeline(clock)
@@ -78,6 +85,7 @@ async def running_stack(
                 timeline=timeline,
                 upstream_ssl=ca.client_ssl_context() if ca else None,
                 limits=Limits(sse_peek_timeout=peek_timeout),
+                matcher=matcher,
             ) as proxy,
             aiohttp.ClientSession() as http,
         ):
@@ -136,7 +144,9 @@ async def test_persistent_401_gives_exactly_two_sends_and_one_refresh(tls: bool)
 async def test_rotation_is_healed_by_one_refresh_and_one_replay(
     style: str, mode: str, reason: str
 ) -> None:
-    async with running_stack(auth_failure_style=style, response_mode=mode) as s:
+    # An upstream that reports a refused bearer as a tool error is configured as such.
+    matcher = tool_error_matcher if style == "200-tool-error" else None
+    async with running_stack(auth_failure_style=style, response_mode=mode, matcher=matcher) as s:
         await s.client.initialize()
         status, reply = await s.client.call("whoami")
         first = text_of(reply)
@@ -318,13 +328,14 @@ async def test_upstream_cut_mid_stream_ends_the_client_response() -> None:
     async with running_stack(response_mode="sse") as s:
         await s.client.initialize()
         s.mcp.faults.add(Fault(Match(tool="stream", sse_event=1), CutStream(mode="reset")))
-        status, reply = await asyncio.wait_for(s.client.call("stream", {"count": 3}), 10)
-        assert status == 200
-        assert reply is None
+        mark = s.since()
+        # The reset reaches the client as a cut body, never as a stream that ended cleanly.
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(s.client.call("stream", {"count": 3}), 10)
         end = await s.timeline.wait_for(
-            lambda e: e.actor == "proxy" and e.kind == "stream.end", timeout=5
+            lambda e: e.actor == "proxy" and e.kind == "stream.end", timeout=5, since=mark
         )
-        assert end.detail["reason"] in ("upstream-error", "eof")
+        assert end.detail["reason"] == "upstream-error"
 
 
 async def test_get_stream_resumes_with_last_event_id_on_a_fresh_token() -> None:
@@ -336,9 +347,9 @@ async def test_get_stream_resumes_with_last_event_id_on_a_fresh_token() -> None:
             s.url,
             headers={**s.client.headers(), "Accept": "text/event-stream", "Last-Event-ID": "x"},
         )
-        # Whatever the server answers to an unknown event id, it answered an authorized request.
-        assert resp.status != 401
-        resp.close()
+        # The replay on the fresh token got past authentication: the server judged the event id.
+        assert resp.status == 400
+        assert "unknown Last-Event-ID" in (await resp.json())["error"]["message"]
         assert s.count("auth.failure", mark) == 1
         assert s.count("refresh.done", mark) == 1
         sends = s.timeline.select(actor="mcp", kind="request", since=mark)
