@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from freshtoken import InvariantViolation
-from freshtoken.scenarios import RotationMachine
+from freshtoken.scenarios import McpClient, RotationMachine
 
 QUICK = settings(
     max_examples=15,
@@ -120,5 +121,68 @@ def test_a_hang_is_reported_not_waited_for() -> None:
     try:
         with pytest.raises(InvariantViolation, match=r"did not finish within 0\.5 s"):
             machine.call_echo("hi")
+    finally:
+        machine.teardown()
+
+
+class _Sends:
+    """Client auth that sends each request as often as ``plan`` says (initialize first)."""
+
+    def __init__(self, token: str, plan: list[int]) -> None:
+        self.token, self.plan = token, iter(plan)
+        self.times = 1
+
+    async def authorization(self) -> str | None:
+        return f"Bearer {self.token}"
+
+    async def should_retry(self, exchange: object, attempt: int, sent: str | None) -> bool:
+        if attempt == 1:
+            self.times = next(self.plan)
+        return attempt < self.times
+
+
+def _machine_sending(plan: list[int], *, same_id: bool) -> RotationMachine:
+    class Machine(RotationMachine):
+        async def make_client(self) -> McpClient:
+            token = self.auth_server.issue_tokens().access_token
+            client = McpClient(
+                self.mcp_server.url, timeline=self.timeline, auth=_Sends(token, plan)
+            )
+            await client.initialize()
+            if same_id:
+                # Like a client that numbers every call 1: ids repeat across calls.
+                client._ids = itertools.repeat(1)  # type: ignore[assignment]
+            return client
+
+        async def close_client(self, client: Any) -> None:
+            await client.aclose()
+
+    return Machine()
+
+
+def test_a_request_sent_three_times_in_one_call_is_caught_even_if_the_average_is_fine() -> None:
+    # Two calls, four sends: no more than two per call on average, but the first went thrice.
+    machine = _machine_sending([1, 3, 1], same_id=False)
+    try:
+        machine.call_echo("thrice")
+        machine.call_echo("once")
+        with pytest.raises(InvariantViolation, match=r"more than twice in one call: \{'2': 3\}"):
+            machine.at_most_one_replay_per_call()
+    finally:
+        machine.teardown()
+
+
+def test_ids_reused_across_calls_are_not_replays() -> None:
+    machine = _machine_sending([1, 2, 2, 2], same_id=True)
+    try:
+        for text in ("one", "two", "three"):
+            machine.call_echo(text)
+        sent = [
+            e.request_id
+            for e in machine.timeline.select(actor="mcp", kind="request")
+            if e.detail.get("rpc_method") == "tools/call"
+        ]
+        assert sent == ["1"] * 6  # each call sent twice, all under id 1
+        machine.at_most_one_replay_per_call()
     finally:
         machine.teardown()
