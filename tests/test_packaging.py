@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
-from freshtoken._extras import HARNESS_EXTRA
+from freshtoken._extras import HARNESS_EXTRA, HARNESS_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_FRAMEWORK = {"pytest", "pytest-asyncio", "hypothesis", "respx", "trustme"}
@@ -95,3 +97,14 @@ def test_plain_install_has_the_proxy_and_no_test_framework(tmp_path: Path) -> No
     assert "freshtoken_client needs the harness extra" in result.stdout
     assert HARNESS_EXTRA in result.stdout
     assert sys.executable not in result.stdout  # it ran the fresh environment's pytest
+
+
+def test_the_extras_module_knows_every_package_of_the_harness_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    harness = project["optional-dependencies"]["harness"]
+    names = {re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower() for requirement in harness}  # type: ignore[union-attr]
+    assert names - {"pytest"} == set(HARNESS_MODULES.values())
+    dependencies = {
+        re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in project["dependencies"]
+    }  # type: ignore[union-attr]
+    assert not dependencies & (TEST_FRAMEWORK | names)

@@ -17,12 +17,14 @@ HARNESS_EXTRA: Final = "pip install 'freshtoken[harness]'"
 
 HARNESS_MODULES: Final = {
     "hypothesis": "hypothesis",
+    "jsonschema": "jsonschema",
     "pytest_asyncio": "pytest-asyncio",
     "respx": "respx",
     "trustme": "trustme",
 }
 """Import name → distribution name of the harness extra's third-party packages (pytest itself
-aside: without it there is no plugin to load)."""
+aside: without it there is no plugin to load). Keep in step with the ``harness`` extra in
+``pyproject.toml`` (a test compares them)."""
 
 
 def harness_missing() -> list[str]:

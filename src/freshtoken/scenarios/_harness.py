@@ -54,10 +54,13 @@ class Harness:
     style from ``setup``; ``faults`` as its fault plan) and, unless ``proxy=False``, the proxy
     with target ``"mcp"`` in front of the MCP server, fed by a :class:`RefreshTokenSource` seeded
     with a freshly issued token pair (:attr:`seeded`). Every piece shares ``clock`` (a new
-    :class:`~freshtoken.ManualClock` unless given) and ``timeline``. Leaving the block closes everything last-first, then re-raises the first error
-    a fake server hit inside a handler (their ``check()``).
+    :class:`~freshtoken.ManualClock` unless given) and ``timeline``. Leaving the block closes
+    everything last-first, then re-raises the first error a fake server hit inside a handler
+    (their ``check()``).
 
-    ``proxy_options`` are extra :class:`Proxy` keyword arguments (``limits``, ``matcher``, …).
+    ``proxy_options`` are extra :class:`Proxy` keyword arguments (``limits``, ``matcher``, …);
+    a setup whose server reports a refused bearer as a tool error (``200-tool-error``) gives the
+    proxy :data:`~freshtoken.proxy.tool_error_matcher` unless they say otherwise.
     With ``lazy=True`` entering starts nothing: call the ``start_*`` methods one piece at a time
     (what the pytest fixtures do); whatever they start closes with the harness.
     """

@@ -53,17 +53,20 @@ _AUTH_FAILURES: tuple[tuple[str, dict[str, Any]], ...] = (
 class RotationMachine(RuleBasedStateMachine):
     """Rotations, expiries, revocations, stream cuts and auth-failure styles against one client.
 
-    The machine owns a fake authorization server, a fake MCP server (validating bearers against
-    it, on a shared :class:`~freshtoken.ManualClock` and :class:`~freshtoken.Timeline`) and the
-    client under test. By default that client is freshtoken's proxy with the built-in MCP client
-    behind it. To test your own client, subclass and override :meth:`make_client`, :meth:`call`
-    and (if it needs closing) :meth:`close_client`; they run on the machine's event loop and can
-    read :attr:`auth_server`, :attr:`mcp_server`, :attr:`clock` and :attr:`timeline`.
+    The machine owns a :class:`~freshtoken.scenarios.Harness` (:attr:`harness`): a fake
+    authorization server, a fake MCP server (validating bearers against it, on a shared
+    :class:`~freshtoken.ManualClock` and :class:`~freshtoken.Timeline`) and the client under
+    test. By default that client is freshtoken's proxy (reading tool-error text too, since the
+    rules produce such failures) with the built-in MCP client behind it. To test your own
+    client, subclass and override :meth:`make_client`, :meth:`call` and (if it needs closing)
+    :meth:`close_client`; they run on the machine's event loop and can read :attr:`auth_server`,
+    :attr:`mcp_server`, :attr:`clock` and :attr:`timeline`.
 
     Invariants checked after every step: every call before a revocation ends with a result and
-    every call after it ends promptly with an error; the client sends each call upstream at most
-    twice (one replay); it never presents a superseded refresh token; and it makes at most one
-    token request per invalidation (single-flight).
+    every call after it ends promptly with an error; during each call the MCP server receives
+    each request id at most twice (the send and one replay); the client never presents a
+    superseded refresh token; and it makes at most one token request per invalidation
+    (single-flight).
 
     Use it as ``TestMyClient = MyMachine.TestCase`` in a test module.
     """
