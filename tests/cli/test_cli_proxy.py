@@ -33,7 +33,7 @@ async def test_serves_the_configured_targets_until_signalled(
 ) -> None:
     async with (
         FakeAuthorizationServer() as auth,
-        FakeMCPServer(authorization_server=auth) as mcp,
+        FakeMCPServer(authorization_server=auth, response_mode="json") as mcp,
     ):
         pair = auth.issue_tokens(resource=mcp.url)
         config = tmp_path / "proxy.toml"
@@ -132,7 +132,7 @@ def _logger_names(stderr: str) -> set[str]:
 async def test_verbosity_levels(tmp_path: Path, flags: tuple[str, ...]) -> None:
     async with (
         FakeAuthorizationServer() as auth,
-        FakeMCPServer(authorization_server=auth) as mcp,
+        FakeMCPServer(authorization_server=auth, response_mode="json") as mcp,
     ):
         pair = auth.issue_tokens(resource=mcp.url)
         config = tmp_path / "proxy.toml"

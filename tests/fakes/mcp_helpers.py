@@ -52,6 +52,22 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SSEEvent]:
             current.retry = int(value)
 
 
+def message(response: httpx.Response) -> Any:
+    """The JSON-RPC message a read response carries: its JSON body, or the last message of its
+    SSE body (the fake answers POSTs with SSE unless told otherwise)."""
+    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+        return response.json()
+    data = [
+        "\n".join(
+            line[5:].removeprefix(" ") for line in block.splitlines() if line.startswith("data:")
+        )
+        for block in response.text.split("\n\n")
+    ]
+    messages = [json.loads(item) for item in data if item]
+    assert messages, response.text
+    return messages[-1]
+
+
 def rpc(method: str, params: Mapping[str, Any] | None = None, *, id: Any = 1) -> dict[str, Any]:
     message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id}
     if params is not None:

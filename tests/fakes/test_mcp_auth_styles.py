@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mcp_helpers import mcp_harness, rpc, sse_events
+from mcp_helpers import mcp_harness, message, rpc, sse_events
 
 from freshtoken.fakes import (
     ACTION_TYPES,
@@ -37,8 +37,8 @@ async def test_401_carries_rfc6750_and_rfc9728_challenge(tls: bool) -> None:
         assert [e.status for e in rejected] == [401, 401]
         assert rejected[0].detail["style"] == "401"
         metadata = await h.client.get(h.server.resource_metadata_url)
-        assert metadata.json()["authorization_servers"] == [h.authorization_server.url]  # type: ignore[union-attr]
-        assert metadata.json()["resource"] == h.server.url
+        assert message(metadata)["authorization_servers"] == [h.authorization_server.url]  # type: ignore[union-attr]
+        assert message(metadata)["resource"] == h.server.url
 
 
 @SOCKETS
@@ -59,7 +59,7 @@ async def test_auth_failure_styles(tls: bool, style: str, status: int) -> None:
         h.core.expire(h.access_token)  # type: ignore[union-attr,arg-type]
         response = await h.call("echo", {"text": "x"}, id=7)
         assert response.status_code == status
-        body = response.json()
+        body = message(response)
         if style == "200-jsonrpc":
             assert body["id"] == 7
             assert "authentication_failed" in body["error"]["message"]
@@ -103,7 +103,7 @@ async def test_tool_error_style_falls_back_to_jsonrpc_for_non_tool_methods() -> 
     async with mcp_harness(auth_failure_style="200-tool-error") as h:
         await h.initialize()
         h.core.rotate()  # type: ignore[union-attr]
-        body = (await h.post(rpc("tools/list", id=4))).json()
+        body = message(await h.post(rpc("tools/list", id=4)))
         assert body["error"]["data"]["error"] == "authentication_failed"
 
 
@@ -139,7 +139,7 @@ async def test_auth_off_accepts_anonymous_and_whoami_says_so() -> None:
     async with mcp_harness(auth=False) as h:
         await h.initialize()
         who = await h.call("whoami")
-        assert who.json()["result"]["content"][0]["text"] == "anonymous"
+        assert message(who)["result"]["content"][0]["text"] == "anonymous"
 
 
 @SOCKETS
@@ -163,7 +163,7 @@ async def test_terminal_faults_answer_once_then_recover(
         second = await h.call("echo", {"text": "b"})
         assert first.status_code == status
         assert second.status_code == 200
-        assert second.json()["result"]["content"][0]["text"] == "b"
+        assert message(second)["result"]["content"][0]["text"] == "b"
         assert fault.fired == 1
         fired = h.timeline.select(actor="mcp", kind="fault")
         assert [e.detail["action"] for e in fired] == [action.kind]

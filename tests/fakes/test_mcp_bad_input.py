@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mcp_helpers import mcp_harness, rpc
+from mcp_helpers import mcp_harness, message, rpc
 
 SOCKETS = pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 
@@ -15,13 +15,13 @@ async def test_bad_input_statuses(tls: bool) -> None:
         url = h.server.url
         malformed = await h.client.post(url, content=b"{not json", headers=h.headers())
         assert malformed.status_code == 400
-        assert malformed.json()["error"]["code"] == -32700
+        assert message(malformed)["error"]["code"] == -32700
         unknown = await h.post(rpc("no/such/method", id=3))
         assert unknown.status_code == 200
-        assert unknown.json()["error"]["code"] == -32601
+        assert message(unknown)["error"]["code"] == -32601
         batch = await h.post([rpc("ping")])
         assert batch.status_code == 400
-        assert batch.json()["error"]["code"] == -32600
+        assert message(batch)["error"]["code"] == -32600
         missing = await h.post(rpc("ping"), session=None)
         assert missing.status_code == 400
         unknown_session = await h.post(rpc("ping"), session="nope")
@@ -41,9 +41,9 @@ async def test_bad_input_statuses(tls: bool) -> None:
         rebinding = await h.post(rpc("ping"), headers={"Host": "evil.example.com"})
         assert rebinding.status_code == 403
         bad_params = await h.call("add", {"a": "x", "b": 1})
-        assert bad_params.json()["error"]["code"] == -32602
+        assert message(bad_params)["error"]["code"] == -32602
         unknown_tool = await h.call("nope")
-        assert unknown_tool.json()["error"]["code"] == -32602
+        assert message(unknown_tool)["error"]["code"] == -32602
         put = await h.client.put(url, headers=h.headers())
         assert put.status_code == 405
         bad_resume = await h.client.get(url, headers={**h.headers(), "Last-Event-ID": "zz"})

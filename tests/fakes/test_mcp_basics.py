@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from mcp_helpers import mcp_harness, rpc, sse_events
+from mcp_helpers import mcp_harness, message, rpc, sse_events
 
 from freshtoken import fingerprint
 
@@ -13,16 +13,16 @@ async def test_initialize_list_and_call_tools_in_a_session(tls: bool) -> None:
         session = await h.initialize()
         assert session in h.server.sessions
         listed = await h.post(rpc("tools/list", id=5))
-        names = {tool["name"] for tool in listed.json()["result"]["tools"]}
+        names = {tool["name"] for tool in message(listed)["result"]["tools"]}
         assert {"echo", "add", "whoami", "stream"} <= names
         echo = await h.call("echo", {"text": "hi"})
-        assert echo.json()["result"]["content"][0]["text"] == "hi"
+        assert message(echo)["result"]["content"][0]["text"] == "hi"
         add = await h.call("add", {"a": 2, "b": 3})
-        assert add.json()["result"]["content"][0]["text"] == "5"
+        assert message(add)["result"]["content"][0]["text"] == "5"
         who = await h.call("whoami")
-        assert who.json()["result"]["content"][0]["text"] == fingerprint(h.access_token)
+        assert message(who)["result"]["content"][0]["text"] == fingerprint(h.access_token)
         ping = await h.post(rpc("ping", id=9))
-        assert ping.json() == {"jsonrpc": "2.0", "id": 9, "result": {}}
+        assert message(ping) == {"jsonrpc": "2.0", "id": 9, "result": {}}
         assert h.timeline.count(actor="mcp", kind="session.created") == 1
 
 

@@ -6,17 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from mcp_helpers import mcp_harness
+from mcp_helpers import mcp_harness, message
 
 from freshtoken import ManualClock
-from freshtoken.fakes._mcp_protocol import (
-    BUILTINS,
-    METHOD_NOT_FOUND,
-    Request,
-    RpcError,
-    ToolContext,
-    tool_names,
-)
+from freshtoken.fakes._mcp_builtins import BUILTINS, tool_names
+from freshtoken.fakes._mcp_protocol import METHOD_NOT_FOUND, Request, RpcError, ToolContext
 
 
 def context() -> ToolContext:
@@ -73,8 +67,8 @@ async def test_each_server_answers_from_its_own_copy() -> None:
         first.server._registry.tool("only-here", "A tool one server has.")(_empty_tool)
         await first.initialize()
         await second.initialize()
-        assert (await first.call("only-here")).json()["result"] == {"content": []}
-        refused = (await second.call("only-here")).json()
+        assert message(await first.call("only-here"))["result"] == {"content": []}
+        refused = message(await second.call("only-here"))
         assert refused["error"]["message"] == "unknown tool 'only-here'"
 
 

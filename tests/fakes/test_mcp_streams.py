@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp_helpers import MCPHarness, mcp_harness, rpc, sse_events
+from mcp_helpers import MCPHarness, mcp_harness, message, rpc, sse_events
 
 from freshtoken.fakes import (
     CutStream,
@@ -204,7 +204,7 @@ async def test_drop_sessions_fault_and_control_endpoint() -> None:
         assert h.timeline.count(actor="mcp", kind="session.dropped") == 1
         await h.initialize()
         dropped = await h.client.post(f"{h.server.control_url}/drop-sessions")
-        assert dropped.json() == {"dropped": 1}
+        assert message(dropped) == {"dropped": 1}
         assert (await h.call("echo", {"text": "x"})).status_code == 404
 
 
@@ -218,7 +218,7 @@ async def test_delay_fault_waits_on_the_clock() -> None:
         await h.clock.wait_for_sleepers(1)
         assert not call.done()
         h.clock.advance(1)
-        assert (await asyncio.wait_for(call, 5)).json()["result"]["content"][0]["text"] == "late"
+        assert message(await asyncio.wait_for(call, 5))["result"]["content"][0]["text"] == "late"
 
 
 async def test_at_time_fault_fires_once_the_clock_passes() -> None:
@@ -238,13 +238,13 @@ async def test_control_endpoint_accepts_faults_and_rotate() -> None:
             f"{h.server.control_url}/faults",
             json={"match": {"tool": "echo"}, "action": {"kind": "status-5xx", "status": 503}},
         )
-        assert added.json()["added"] == 1
+        assert message(added)["added"] == 1
         assert (await h.call("echo", {"text": "x"})).status_code == 503
         bad = await h.client.post(
             f"{h.server.control_url}/faults", json={"match": {"tool": 1}, "action": "status-401"}
         )
         assert bad.status_code == 400
-        assert bad.json() == {
+        assert message(bad) == {
             "error": "invalid_fault",
             "error_description": "POST /_freshtoken/faults: match.tool: Input should be a valid string",
         }
@@ -258,14 +258,14 @@ async def test_control_endpoint_accepts_faults_and_rotate() -> None:
         ]:
             refused = await h.client.post(f"{h.server.control_url}/faults", json=body)
             assert refused.status_code == 400
-            assert refused.json()["error_description"].startswith(
+            assert message(refused)["error_description"].startswith(
                 f"POST /_freshtoken/faults: {line}"
             )
         garbled = await h.client.post(f"{h.server.control_url}/faults", content=b"{nope")
-        assert garbled.json()["error_description"] == (
+        assert message(garbled)["error_description"] == (
             "POST /_freshtoken/faults: (body): not valid JSON"
         )
-        stats = (await h.client.get(f"{h.server.control_url}/stats")).json()
+        stats = message(await h.client.get(f"{h.server.control_url}/stats"))
         assert stats["faults"] == [
             {
                 "match": {"tool": "echo"},
@@ -276,8 +276,8 @@ async def test_control_endpoint_accepts_faults_and_rotate() -> None:
         ]
         assert stats["requests"] == 3
         listed = await h.client.get(f"{h.server.control_url}/faults")
-        assert listed.json()["faults"][0]["action"]["kind"] == "status-5xx"
-        assert (await h.client.delete(f"{h.server.control_url}/faults")).json() == {"faults": 0}
+        assert message(listed)["faults"][0]["action"]["kind"] == "status-5xx"
+        assert message(await h.client.delete(f"{h.server.control_url}/faults")) == {"faults": 0}
         rotated = await h.client.post(f"{h.server.control_url}/rotate")
-        assert rotated.json() == {"rotated": True}
+        assert message(rotated) == {"rotated": True}
         assert (await h.call("echo", {"text": "x"})).status_code == 401

@@ -374,7 +374,9 @@ async def test_config_serves_a_tls_target(tmp_path: Path) -> None:
     ca = FakeCA(tmp_path / "ca")
     async with (
         FakeAuthorizationServer(ssl_context=ca.server_ssl_context()) as auth,
-        FakeMCPServer(authorization_server=auth, ssl_context=ca.server_ssl_context()) as mcp,
+        FakeMCPServer(
+            authorization_server=auth, ssl_context=ca.server_ssl_context(), response_mode="json"
+        ) as mcp,
     ):
         pair = auth.issue_tokens(resource=mcp.url)
         path = _write(

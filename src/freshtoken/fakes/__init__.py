@@ -24,7 +24,13 @@ from freshtoken.fakes._faults import (
     Status401,
     Status403Scope,
 )
-from freshtoken.fakes._mcp_protocol import HANDSHAKE_VERSIONS, MODERN_VERSIONS
+from freshtoken.fakes._mcp_protocol import (
+    HANDSHAKE_VERSIONS,
+    MODERN_VERSIONS,
+    RpcError,
+    ToolContext,
+)
+from freshtoken.fakes._mcp_registry import PromptArgument
 from freshtoken.fakes._mcp_server import AUTH_FAILURE_STYLES, FakeMCPServer
 from freshtoken.fakes._oauth_app import FakeAuthorizationServer, oauth_application
 from freshtoken.fakes._oauth_core import OAuthCore
@@ -66,8 +72,10 @@ __all__ = [
     "ManualClock",
     "Match",
     "OAuthCore",
+    "PromptArgument",
     "Revoke",
     "Rotate",
+    "RpcError",
     "SeenTokenRequest",
     "SetResponseMode",
     "Status5xx",
@@ -78,6 +86,7 @@ __all__ = [
     "TokenInfo",
     "TokenPair",
     "TokenPolicy",
+    "ToolContext",
     "mount_respx",
     "oauth_application",
 ]

@@ -24,6 +24,9 @@ class RequestFacts:
     rpc_method: str | None = None
     tool: str | None = None
     time: float = 0.0
+    prompt: str | None = None
+    resource: str | None = None
+    response_to: str | None = None
 
     def matches(self, fault: Fault) -> bool:
         """True when every request-level field set on ``fault.match`` agrees with these facts."""
@@ -32,6 +35,9 @@ class RequestFacts:
             (match.http_method is None or match.http_method.upper() == self.http_method.upper())
             and (match.rpc_method is None or match.rpc_method == self.rpc_method)
             and (match.tool is None or match.tool == self.tool)
+            and (match.prompt is None or match.prompt == self.prompt)
+            and (match.resource is None or match.resource == self.resource)
+            and (match.response_to is None or match.response_to == self.response_to)
             and (match.at_time is None or self.time >= match.at_time)
         )
 

@@ -225,12 +225,19 @@ class Match(Spec):
     ``request_count`` selects the Nth request (1-based) that matches the other request fields;
     a fault with ``times > 1`` keeps firing on the following matching requests. ``sse_event``
     fires on a stream after N message events have been written to it. ``at_time`` matches once
-    the fake's clock reads at least that time.
+    the fake's clock reads at least that time. ``prompt`` and ``resource`` match ``prompts/get``
+    by name and ``resources/read`` by URI; ``response_to`` matches the POST carrying a client's
+    answer to a server request of that method (``"sampling/createMessage"``,
+    ``"elicitation/create"``, ``"roots/list"``): a ``rotate`` there makes the token change
+    between the server's question and the client's answer.
     """
 
     http_method: str | None = None
     rpc_method: str | None = None
     tool: str | None = None
+    prompt: str | None = None
+    resource: str | None = None
+    response_to: str | None = None
     request_count: PositiveCount | None = None
     sse_event: Count | None = None
     at_time: Seconds | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -33,17 +34,20 @@ from freshtoken._timeline import Timeline
 from freshtoken.fakes._fault_plan import FaultPlan, FaultState
 from freshtoken.fakes._faults import Action, Delay
 from freshtoken.fakes._mcp_auth import Validator
+from freshtoken.fakes._mcp_builtins import BUILTINS
 from freshtoken.fakes._mcp_protocol import (
-    BUILTINS,
     HANDSHAKE_VERSIONS,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     MODERN_VERSIONS,
-    Registry,
     RpcError,
     error_message,
 )
-from freshtoken.fakes._mcp_streams import Session
+from freshtoken.fakes._mcp_registry import (
+    DEFAULT_PAGE_SIZE,
+    Registry,
+)
+from freshtoken.fakes._mcp_streams import MAX_STREAMS_PER_SESSION, Session, Stream
 from freshtoken.fakes._oauth_app import FakeAuthorizationServer
 from freshtoken.fakes._oauth_core import OAuthCore
 
@@ -53,7 +57,9 @@ __all__ = [
     "SSE_HEADERS",
     "Answered",
     "Exchange",
+    "Listener",
     "McpServerBase",
+    "Pending",
     "accepts",
     "bearer",
     "host_name",
@@ -73,14 +79,36 @@ class Exchange:
     token: str | None
     rpc_method: str | None = None
     tool: str | None = None
+    prompt: str | None = None
+    resource: str | None = None
+    response_to: str | None = None
+    """For a client's response to a server request: that request's method."""
     rpc_id: Any = None
     session: Session | None = None
-    mode: str = "json"
+    mode: str = "sse"
     armed: list[FaultState] = field(default_factory=list)
 
     @property
     def request_id(self) -> str | None:
         return None if self.rpc_id is None else str(self.rpc_id)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request the server sent its client, waiting for the client's answer."""
+
+    method: str
+    session: str | None
+    answer: asyncio.Future[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Listener:
+    """A 2026-07-28 ``subscriptions/listen`` stream and the notifications it opted in to."""
+
+    request_id: Any
+    notifications: dict[str, Any]
+    stream: Stream
 
 
 class Answered(Exception):
@@ -127,7 +155,7 @@ class McpServerBase:
         authorization_server: FakeAuthorizationServer | OAuthCore | None = None,
         validation: Literal["in-process", "introspection"] = "in-process",
         protocol_version: str = "2025-11-25",
-        response_mode: ResponseMode = "json",
+        response_mode: ResponseMode = "sse",
         auth_failure_style: str = "401",
         stream_auth: StreamAuth = "start",
         faults: FaultPlan | None = None,
@@ -141,6 +169,10 @@ class McpServerBase:
         required_scopes: Collection[str] = (),
         introspection_ssl_context: ssl.SSLContext | None = None,
         sse_retry_ms: int = 100,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        client_timeout: float = 60.0,
+        max_sessions: int = 1000,
+        max_streams_per_session: int = MAX_STREAMS_PER_SESSION,
     ) -> None:
         if protocol_version not in HANDSHAKE_VERSIONS + MODERN_VERSIONS:
             raise ConfigError(
@@ -173,6 +205,23 @@ class McpServerBase:
             raise ConfigError(
                 "validation: 'introspection' needs a running FakeAuthorizationServer, not a bare core"
             )
+        for name, value in (
+            ("max_body", max_body),
+            ("page_size", page_size),
+            ("max_sessions", max_sessions),
+            ("max_streams_per_session", max_streams_per_session),
+            ("sse_retry_ms", sse_retry_ms),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: must be a whole number >= 1, got {value!r}")
+        if (
+            isinstance(client_timeout, bool)
+            or not isinstance(client_timeout, int | float)
+            or not 0 < client_timeout < math.inf
+        ):
+            raise ConfigError(
+                f"client_timeout: must be a finite number > 0, got {client_timeout!r}"
+            )
         self._validation = validation
         self.protocol_version = protocol_version
         self.response_mode = response_mode
@@ -192,16 +241,30 @@ class McpServerBase:
         self._required_scopes = frozenset(required_scopes)
         self._introspection_ssl = introspection_ssl_context
         self._retry_ms = sse_retry_ms
+        self._client_timeout = float(client_timeout)
+        self._max_sessions = max_sessions
+        self._max_streams = max_streams_per_session
         self._validator: Validator | None = None
         self._sessions: dict[str, Session] = {}
         self._streams = itertools.count(1)
         self._errors: list[BaseException] = []
+        self._error_count = 0
         self._site: LoopbackSite | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._requests = 0
-        # The JSON-RPC methods and tools this server answers: its own copy of the built-ins.
+        # The JSON-RPC methods, tools, resources and prompts this server answers: its own copy
+        # of the built-ins.
         self._registry: Registry = BUILTINS.copy()
+        self._registry.page_size = page_size
         self._controls: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.Response]]] = {}
+        # Talking back to clients: server requests awaiting an answer (by the id the server
+        # gave them), requests still running (by session and JSON-RPC id, for cancellation),
+        # and 2026-07-28 subscriptions/listen streams.
+        self._pending: dict[str, Pending] = {}
+        self._running: dict[tuple[str | None, str], asyncio.Task[Any]] = {}
+        self._listeners: dict[int, Listener] = {}
+        self._asks = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -227,6 +290,14 @@ class McpServerBase:
         """Ids of the live sessions."""
         return list(self._sessions)
 
+    def _add_session(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        # A client that never DELETEs its sessions must not grow the server without bound.
+        while len(self._sessions) > self._max_sessions:
+            oldest = next(iter(self._sessions))
+            self._sessions.pop(oldest).close()
+            self.timeline.record(ACTOR, "session.evicted", session=oldest)
+
     def drop_sessions(self) -> None:
         """Forget every session, as a restarted server would; their open streams end."""
         sessions, self._sessions = self._sessions, {}
@@ -239,8 +310,15 @@ class McpServerBase:
         if self._errors:
             first = self._errors[0]
             raise ServerSideError(
-                f"fake MCP server handler crashed ({len(self._errors)} error(s)): {first!r}"
+                f"fake MCP server handler crashed ({self._error_count} error(s)): {first!r}"
             ) from first
+
+    def _crashed(self, exc: BaseException) -> None:
+        # The first few are kept to re-raise; the rest only counted, so a long run stays small.
+        self._error_count += 1
+        if len(self._errors) < 10:
+            self._errors.append(exc)
+        self.timeline.record(ACTOR, "server.error", error=repr(exc))
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -258,8 +336,7 @@ class McpServerBase:
             # A client that went away is not a server crash.
             raise
         except Exception as exc:
-            self._errors.append(exc)
-            self.timeline.record(ACTOR, "server.error", error=repr(exc))
+            self._crashed(exc)
             return web.json_response(
                 error_message(None, RpcError(INTERNAL_ERROR, "Internal error")), status=500
             )
@@ -322,8 +399,7 @@ class McpServerBase:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             assert exc is not None
-            self._errors.append(exc)
-            self.timeline.record(ACTOR, "server.error", error=repr(exc))
+            self._crashed(exc)
 
     async def _side_effect(self, action: Action, token: str | None) -> None:
         """Do what a non-terminal action does besides being recorded."""

@@ -1,44 +1,58 @@
-"""The fake MCP server's socket-free core: JSON-RPC dispatch, tools, and auth-failure bodies.
+"""The fake MCP server's socket-free core: JSON-RPC constants and messages, what a handler sees,
+and the registry of methods, tools, resources and prompts a server answers.
 
-The aiohttp adapter in ``_mcp_server`` owns HTTP, sessions and SSE; everything here is
-plain data in, plain data out, so it is testable without a socket.
+The aiohttp adapter in ``_mcp_server`` owns HTTP, sessions and SSE; everything here is plain
+data in, plain data out, so it is testable without a socket. The built-in methods live in
+``_mcp_methods``, the built-in tools in ``_mcp_tools``, the built-in resources and prompts in
+``_mcp_library``; ``_mcp_builtins`` puts them together.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
 from freshtoken._clock import Clock
 
+if TYPE_CHECKING:
+    from freshtoken.fakes._mcp_registry import Registry
+
 __all__ = [
     "AUTH_ERROR",
-    "BUILTINS",
     "CLIENT_CAPABILITIES_META_KEY",
     "HANDSHAKE_VERSIONS",
     "HEADER_MISMATCH",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "LOG_LEVELS",
+    "LOG_LEVEL_META_KEY",
     "METHOD_NOT_FOUND",
     "MODERN_VERSIONS",
     "PARSE_ERROR",
     "PROTOCOL_VERSION_META_KEY",
+    "REQUEST_CANCELLED",
+    "RESOURCE_NOT_FOUND",
     "RESPONSE_MODE_META_KEY",
+    "SERVER_INFO",
     "UNSUPPORTED_PROTOCOL_VERSION",
+    "InputRequired",
+    "InputRounds",
     "MethodHandler",
-    "Registry",
+    "PeerState",
     "Request",
     "RpcError",
-    "Tool",
     "ToolContext",
-    "ToolHandler",
     "auth_failure_message",
-    "dispatch",
+    "decode_cursor",
     "error_message",
+    "page",
     "result_message",
-    "tool_names",
 ]
 
 HANDSHAKE_VERSIONS: Final = ("2025-03-26", "2025-06-18", "2025-11-25")
@@ -52,21 +66,38 @@ METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 AUTH_ERROR: Final = -32001
+RESOURCE_NOT_FOUND: Final = -32002
+REQUEST_CANCELLED: Final = -32800
 HEADER_MISMATCH: Final = -32020
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 
 PROTOCOL_VERSION_META_KEY: Final = "io.modelcontextprotocol/protocolVersion"
 CLIENT_CAPABILITIES_META_KEY: Final = "io.modelcontextprotocol/clientCapabilities"
+LOG_LEVEL_META_KEY: Final = "io.modelcontextprotocol/logLevel"
+"""2026-07-28: the log level a request asks for; without it the server sends no log messages."""
 RESPONSE_MODE_META_KEY: Final = "freshtoken/responseMode"
 """``params._meta`` key a client may set to ``"json"`` or ``"sse"`` to pick this response's mode."""
+
+LOG_LEVELS: Final = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+"""RFC 5424 severities, least severe first, as ``logging/setLevel`` and log messages name them."""
 
 SERVER_INFO: Final = {"name": "freshtoken-fake-mcp", "version": "0.1.0"}
 
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+Ask = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class RpcError(Exception):
-    """A JSON-RPC error to send back to the client."""
+    """A JSON-RPC error to send back to the client (raise it from any handler)."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -81,15 +112,137 @@ class RpcError(Exception):
         return body
 
 
+class InputRequired(Exception):  # the protocol's own name for this outcome
+    """2026-07-28: a handler needs the client's input first; the request answers with an
+    ``input_required`` result and the client retries it carrying the answers."""
+
+    def __init__(self, requests: dict[str, Any], answers: Mapping[str, Any]) -> None:
+        super().__init__("input required")
+        self.requests = requests
+        self.answers = dict(answers)
+
+    def result(self) -> dict[str, Any]:
+        state = json.dumps(self.answers, separators=(",", ":")).encode()
+        return {
+            "resultType": "input_required",
+            "inputRequests": self.requests,
+            "requestState": base64.urlsafe_b64encode(state).decode(),
+        }
+
+
+class InputRounds:
+    """How a 2026-07-28 handler asks the client something: by multi-round-trip requests.
+
+    The handler runs again on every retry; its Nth question is answered by the Nth answer the
+    client has given so far (carried back in ``inputResponses``, earlier rounds in the opaque
+    ``requestState``), so a handler written as a straight sequence of questions works unchanged.
+    """
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self._answers: dict[str, Any] = {}
+        state = params.get("requestState")
+        if state is not None:
+            try:
+                decoded = json.loads(base64.urlsafe_b64decode(str(state).encode()))
+            except (ValueError, binascii.Error):
+                raise RpcError(
+                    INVALID_PARAMS, "requestState is not one this server issued"
+                ) from None
+            if not isinstance(decoded, dict):
+                raise RpcError(INVALID_PARAMS, "requestState is not one this server issued")
+            self._answers.update(decoded)
+        responses = params.get("inputResponses")
+        if isinstance(responses, Mapping):
+            self._answers.update(responses)
+        self._asked = 0
+
+    async def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._asked += 1
+        key = f"q{self._asked}"
+        answer = self._answers.get(key)
+        if isinstance(answer, dict):
+            return answer
+        raise InputRequired({key: {"method": method, "params": params}}, self._answers)
+
+
+@dataclass(slots=True)
+class PeerState:
+    """What a session remembers about its client: capabilities, log level, subscriptions."""
+
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    client_info: dict[str, Any] = field(default_factory=dict)
+    log_level: str | None = "debug"
+    """The least severe level sent; ``None`` sends no log messages."""
+    subscriptions: set[str] = field(default_factory=set)
+
+
+async def _no_pause(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 @dataclass(slots=True)
 class ToolContext:
-    """What a tool may use: the bearer it saw, the fake's clock, and a notification sink."""
+    """What a tool, resource or prompt handler may use while it answers one request.
+
+    ``clock`` is the fake's clock (paced tools sleep on it, so tests drive them); ``notify``
+    sends a notification on the request's stream; ``token_fingerprint`` is the bearer the
+    request carried (fingerprint only); ``progress_token`` the client's ``_meta.progressToken``.
+    """
 
     clock: Clock
     notify: Notify
-    token_fingerprint: str | None
-    progress_token: str | int | None
-    request_id: Any
+    token_fingerprint: str | None = None
+    progress_token: str | int | None = None
+    request_id: Any = None
+    protocol_version: str = "2025-11-25"
+    client_capabilities: Mapping[str, Any] = field(default_factory=dict)
+    log_level: str | None = "debug"
+    ask: Ask | None = None
+    close_stream: Callable[[], None] | None = None
+    pause: Callable[[float], Awaitable[None]] = _no_pause
+    """A short wait in real time: what the conformance tools' "~50 ms" delays run on, so they
+    finish whatever the fake's clock does."""
+
+    def can(self, capability: str) -> bool:
+        """Whether the client declared ``capability`` (``"sampling"``, ``"elicitation"``, …)."""
+        return isinstance(self.client_capabilities.get(capability), Mapping)
+
+    async def progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Send ``notifications/progress`` if the client asked for progress."""
+        if self.progress_token is None:
+            return
+        params: dict[str, Any] = {"progressToken": self.progress_token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self.notify("notifications/progress", params)
+
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        """Send ``notifications/message`` if ``level`` is at or above the client's chosen level."""
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {level!r}")
+        if self.log_level is None or LOG_LEVELS.index(level) < LOG_LEVELS.index(self.log_level):
+            return
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger is not None:
+            params["logger"] = logger
+        await self.notify("notifications/message", params)
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Ask the client (``sampling/createMessage``, ``elicitation/create``, ``roots/list``)
+        and return its result; a JSON-RPC error from the client is raised as :class:`RpcError`."""
+        if self.ask is None:
+            raise RpcError(INTERNAL_ERROR, f"cannot send {method} to this client")
+        return await self.ask(method, params)
+
+    def end_stream(self) -> None:
+        """End the SSE response now, leaving the request running (SEP-1699 polling): the client
+        reconnects with ``Last-Event-ID`` and gets the rest. Nothing to do on a JSON response."""
+        if self.close_stream is not None:
+            self.close_stream()
 
 
 def result_message(request_id: Any, result: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,29 +278,8 @@ def auth_failure_message(shape: str, request_id: Any, rpc_method: str | None, re
     )
 
 
-_OBJECT: Final = {"type": "object"}
-
-ToolHandler = Callable[[Mapping[str, Any], ToolContext], Awaitable[dict[str, Any]]]
-"""A tool: its arguments and context in, a ``tools/call`` result out (or :class:`RpcError`)."""
 MethodHandler = Callable[["Request"], Awaitable[dict[str, Any]]]
 """A JSON-RPC method: the request in, its result out (or :class:`RpcError`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tool:
-    """A tool the fake serves: what ``tools/list`` says about it, and what runs on a call."""
-
-    name: str
-    description: str
-    input_schema: Mapping[str, Any]
-    handler: ToolHandler
-
-    def listing(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "inputSchema": dict(self.input_schema),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,236 +291,31 @@ class Request:
     ctx: ToolContext
     protocol_version: str
     registry: Registry
+    state: PeerState = field(default_factory=PeerState)
 
     @property
     def modern(self) -> bool:
         return self.protocol_version in MODERN_VERSIONS
 
 
-class Registry:
-    """The JSON-RPC methods and the tools a fake MCP server answers, by name.
-
-    The module keeps the built-in set (:data:`BUILTINS`); each server answers from its own
-    :meth:`copy`, so adding a method or a tool to one server leaves the others as they were.
-    """
-
-    def __init__(self) -> None:
-        self.methods: dict[str, MethodHandler] = {}
-        self.tools: dict[str, Tool] = {}
-
-    def method(self, name: str) -> Callable[[MethodHandler], MethodHandler]:
-        """Decorator: answer JSON-RPC method ``name`` with the decorated handler."""
-
-        def register(handler: MethodHandler) -> MethodHandler:
-            self.methods[name] = handler
-            return handler
-
-        return register
-
-    def tool(
-        self, name: str, description: str, input_schema: Mapping[str, Any] = _OBJECT
-    ) -> Callable[[ToolHandler], ToolHandler]:
-        """Decorator: serve the decorated handler as tool ``name``."""
-
-        def register(handler: ToolHandler) -> ToolHandler:
-            self.tools[name] = Tool(name, description, input_schema, handler)
-            return handler
-
-        return register
-
-    def copy(self) -> Registry:
-        registry = Registry()
-        registry.methods.update(self.methods)
-        registry.tools.update(self.tools)
-        return registry
-
-    async def dispatch(
-        self, method: str, params: Mapping[str, Any], ctx: ToolContext, *, protocol_version: str
-    ) -> dict[str, Any]:
-        """Answer one JSON-RPC request; raise :class:`RpcError` for a JSON-RPC error."""
-        handler = self.methods.get(method)
-        if handler is None:
-            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
-        request = Request(method, params, ctx, protocol_version, self)
-        result = await handler(request)
-        if request.modern:
-            result["resultType"] = "complete"
-        return result
+def decode_cursor(cursor: Any) -> int:
+    """The list offset a ``cursor`` this server issued stands for."""
+    if cursor is None:
+        return 0
+    try:
+        offset = int(base64.urlsafe_b64decode(str(cursor).encode()).decode().removeprefix("o"))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise RpcError(INVALID_PARAMS, f"invalid cursor {cursor!r}") from None
+    if offset < 0:
+        raise RpcError(INVALID_PARAMS, f"invalid cursor {cursor!r}")
+    return offset
 
 
-BUILTINS: Final = Registry()
-"""The methods and tools every fake MCP server starts with."""
-
-
-def tool_names() -> list[str]:
-    """Names of the built-in tools."""
-    return list(BUILTINS.tools)
-
-
-def _text(text: str, *, is_error: bool = False) -> dict[str, Any]:
-    result: dict[str, Any] = {"content": [{"type": "text", "text": text}]}
-    if is_error:
-        result["isError"] = True
-    return result
-
-
-def _number(args: Mapping[str, Any], name: str, default: float | None = None) -> float:
-    value = args.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RpcError(INVALID_PARAMS, f"argument {name!r} must be a number")
-    return float(value)
-
-
-async def _progress(
-    ctx: ToolContext, token: str | int, progress: float, total: float | None
-) -> None:
-    params: dict[str, Any] = {"progressToken": token, "progress": progress}
-    if total is not None:
-        params["total"] = total
-    await ctx.notify("notifications/progress", params)
-
-
-# ---- built-in tools ------------------------------------------------------------------------
-
-
-@BUILTINS.tool(
-    "echo",
-    "Return the given text.",
-    {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
-)
-async def _echo(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    text = args.get("text")
-    if not isinstance(text, str):
-        raise RpcError(INVALID_PARAMS, "argument 'text' must be a string")
-    return _text(text)
-
-
-@BUILTINS.tool(
-    "add",
-    "Add two numbers.",
-    {
-        "type": "object",
-        "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-        "required": ["a", "b"],
-    },
-)
-async def _add(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    total = _number(args, "a") + _number(args, "b")
-    return _text(str(int(total)) if total.is_integer() else str(total))
-
-
-@BUILTINS.tool("whoami", "Return the fingerprint of the bearer token this request carried.")
-async def _whoami(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    return _text(ctx.token_fingerprint or "anonymous")
-
-
-@BUILTINS.tool(
-    "stream",
-    "Send `count` progress notifications, `pace` seconds apart, then a result.",
-    {
-        "type": "object",
-        "properties": {
-            "count": {"type": "integer", "minimum": 0},
-            "pace": {"type": "number", "minimum": 0},
-        },
-    },
-)
-async def _stream(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    count = int(_number(args, "count", 3))
-    pace = _number(args, "pace", 0.0)
-    if count < 0 or pace < 0:
-        raise RpcError(INVALID_PARAMS, "'count' and 'pace' must be >= 0")
-    # A paced event sequence is the tool's whole purpose, so it streams even when the
-    # client sent no progressToken, under a token derived from the request id.
-    token = ctx.progress_token if ctx.progress_token is not None else f"stream-{ctx.request_id}"
-    for i in range(1, count + 1):
-        if pace:
-            await ctx.clock.sleep(pace)
-        await _progress(ctx, token, i, count)
-    return _text(f"streamed {count} events")
-
-
-@BUILTINS.tool("test_simple_text", "Conformance: return simple text.")
-async def _simple_text(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    return _text("This is a simple text response for testing.")
-
-
-@BUILTINS.tool("test_error_handling", "Conformance: always return a tool error.")
-async def _error_handling(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    return _text("This tool intentionally returns an error for testing", is_error=True)
-
-
-@BUILTINS.tool("test_tool_with_progress", "Conformance: report progress 0, 50 and 100 of 100.")
-async def _tool_with_progress(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    for step, progress in enumerate((0.0, 50.0, 100.0)):
-        if step:
-            await ctx.clock.sleep(0.05)
-        if ctx.progress_token is not None:
-            await _progress(ctx, ctx.progress_token, progress, 100.0)
-    return _text("Progress tool completed")
-
-
-# ---- built-in methods ----------------------------------------------------------------------
-
-
-def _capabilities(registry: Registry) -> dict[str, Any]:
-    return {"tools": {"listChanged": False}} if registry.tools else {}
-
-
-@BUILTINS.method("initialize")
-async def _initialize(request: Request) -> dict[str, Any]:
-    if request.modern:
-        raise RpcError(METHOD_NOT_FOUND, "Method not found: initialize")
-    requested = request.params.get("protocolVersion")
-    version = request.protocol_version
-    supported = HANDSHAKE_VERSIONS[: HANDSHAKE_VERSIONS.index(version) + 1]
-    return {
-        "protocolVersion": requested if requested in supported else version,
-        "capabilities": _capabilities(request.registry),
-        "serverInfo": SERVER_INFO,
-    }
-
-
-@BUILTINS.method("server/discover")
-async def _discover(request: Request) -> dict[str, Any]:
-    if not request.modern:
-        raise RpcError(METHOD_NOT_FOUND, "Method not found: server/discover")
-    return {
-        "supportedVersions": list(MODERN_VERSIONS),
-        "capabilities": _capabilities(request.registry),
-        "serverInfo": SERVER_INFO,
-        "ttlMs": 0,
-        "cacheScope": "private",
-    }
-
-
-@BUILTINS.method("ping")
-async def _ping(request: Request) -> dict[str, Any]:
-    return {}
-
-
-@BUILTINS.method("tools/list")
-async def _tools_list(request: Request) -> dict[str, Any]:
-    result: dict[str, Any] = {"tools": [tool.listing() for tool in request.registry.tools.values()]}
-    if request.modern:
-        result.update(ttlMs=0, cacheScope="private")
-    return result
-
-
-@BUILTINS.method("tools/call")
-async def _tools_call(request: Request) -> dict[str, Any]:
-    args = request.params.get("arguments") or {}
-    if not isinstance(args, Mapping):
-        raise RpcError(INVALID_PARAMS, "'arguments' must be an object")
-    name = request.params.get("name")
-    tool = request.registry.tools.get(name) if isinstance(name, str) else None
-    if tool is None:
-        raise RpcError(INVALID_PARAMS, f"unknown tool {name!r}")
-    return await tool.handler(args, request.ctx)
-
-
-async def dispatch(
-    method: str, params: Mapping[str, Any], ctx: ToolContext, *, protocol_version: str
-) -> dict[str, Any]:
-    """Answer one JSON-RPC request from the built-in set; raise :class:`RpcError` for an error."""
-    return await BUILTINS.dispatch(method, params, ctx, protocol_version=protocol_version)
+def page(items: list[Any], params: Mapping[str, Any], size: int) -> tuple[list[Any], str | None]:
+    """One page of ``items`` from ``params.cursor``, and the cursor of the next page (if any)."""
+    start = decode_cursor(params.get("cursor"))
+    if start > len(items):
+        raise RpcError(INVALID_PARAMS, "cursor is past the end of the list")
+    end = start + size
+    following = base64.urlsafe_b64encode(f"o{end}".encode()).decode() if end < len(items) else None
+    return items[start:end], following

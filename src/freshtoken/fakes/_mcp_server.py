@@ -4,10 +4,11 @@ Protocol revisions 2025-03-26 / 2025-06-18 / 2025-11-25 use sessions, a GET stre
 resumption and DELETE; 2026-07-28 is stateless (no handshake, ``Mcp-Method``/``Mcp-Name``
 headers checked against the body, closing an SSE response cancels its request).
 
-This module is the transport: routing by HTTP method, the JSON-RPC envelope, sessions and the
-control endpoints. The layers below it are ``_mcp_base`` (settings, guard, helpers),
-``_mcp_sse`` (the SSE writer) and ``_mcp_rejections`` (auth failures); JSON-RPC methods
-themselves are answered by ``_mcp_protocol``.
+This module is the transport: routing by HTTP method, the JSON-RPC envelope and sessions. The
+layers below it are ``_mcp_base`` (settings, guard, helpers, your own tools), ``_mcp_sse`` (the
+SSE writer), ``_mcp_rejections`` (auth failures), ``_mcp_peer`` (talking back to the client) and
+``_mcp_controls`` (the control endpoints); JSON-RPC methods themselves are answered by the
+registry (``_mcp_registry``, filled by ``_mcp_builtins``).
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from freshtoken._errors import ConfigError
 from freshtoken._lifecycle import AsyncLifecycle
 from freshtoken._serve import LoopbackSite
 from freshtoken._setup import AUTH_FAILURE_STYLES, RESPONSE_MODES
-from freshtoken._timeline import fingerprint
-from freshtoken.fakes._fault_plan import FaultPlan, FaultState, RequestFacts
-from freshtoken.fakes._faults import TERMINAL_ACTION_KINDS, Fault, SetResponseMode
+from freshtoken.fakes._fault_plan import FaultState, RequestFacts
+from freshtoken.fakes._faults import TERMINAL_ACTION_KINDS, SetResponseMode
+from freshtoken.fakes._mcp_api import Registration
 from freshtoken.fakes._mcp_auth import InProcessValidator, IntrospectionValidator
 from freshtoken.fakes._mcp_base import ACTOR, DEFAULT_SCOPE, Answered, Exchange, accepts, bearer
+from freshtoken.fakes._mcp_controls import Controls
+from freshtoken.fakes._mcp_methods import HANDSHAKE_ONLY, MODERN_ONLY
 from freshtoken.fakes._mcp_protocol import (
     CLIENT_CAPABILITIES_META_KEY,
     HANDSHAKE_VERSIONS,
@@ -39,15 +41,16 @@ from freshtoken.fakes._mcp_protocol import (
     MODERN_VERSIONS,
     PARSE_ERROR,
     PROTOCOL_VERSION_META_KEY,
+    REQUEST_CANCELLED,
     RESPONSE_MODE_META_KEY,
     UNSUPPORTED_PROTOCOL_VERSION,
+    PeerState,
     RpcError,
     ToolContext,
     error_message,
     result_message,
 )
-from freshtoken.fakes._mcp_rejections import Rejections
-from freshtoken.fakes._mcp_streams import Session, Stream, parse_event_id
+from freshtoken.fakes._mcp_streams import Session, parse_event_id
 
 __all__ = ["AUTH_FAILURE_STYLES", "FakeMCPServer"]
 
@@ -63,22 +66,34 @@ _MODERN_STATUS: Final = {
 _NAME_PARAMS: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
-class FakeMCPServer(Rejections, AsyncLifecycle):
+def _not_json(constant: str) -> Any:
+    # json.loads takes NaN and Infinity, which JSON does not have.
+    raise ValueError(f"{constant} is not JSON")
+
+
+class FakeMCPServer(Controls, Registration, AsyncLifecycle):
     """A Streamable HTTP MCP server that validates bearers against the fake AS and fails on cue.
 
-    Tools: ``echo {text}``, ``add {a, b}``, ``whoami`` (the fingerprint of the bearer it saw),
-    ``stream {count, pace}`` (``count`` ``notifications/progress`` paced on the fake's clock,
-    then a result; when the client sent no ``_meta.progressToken`` the tool still streams,
-    under the token ``"stream-<request id>"``), and the conformance suite's
-    ``test_simple_text``, ``test_error_handling`` and ``test_tool_with_progress``.
+    It speaks the whole protocol: tools, resources (templates, subscriptions), prompts,
+    completion, logging, sampling, elicitation, roots, cancellation, pagination and
+    ``list_changed``. Tools: ``echo {text}``, ``add {a, b}``, ``whoami`` (the fingerprint of the
+    bearer it saw), ``stream {count, pace}`` (``count`` ``notifications/progress`` paced on the
+    fake's clock, then a result; without a ``_meta.progressToken`` it still streams, under the
+    token ``"stream-<request id>"``), ``list_roots``, and the conformance suite's ``test_*``
+    tools (sampling, elicitation, logging, progress, every content type, SEP-1699 polling).
+    Register your own with :meth:`tool`, :meth:`resource`, :meth:`resource_template` and
+    :meth:`prompt`.
 
-    A request may pick its response mode with ``params._meta["freshtoken/responseMode"]``
-    (``"json"`` or ``"sse"``); a ``response-mode`` fault overrides that, and stream faults
-    (``cut-stream``, ``garbage-chunk``, any ``sse_event`` match) force SSE.
+    POSTs are answered with SSE (``response_mode="sse"``, as the official SDK servers do) or
+    JSON; a request may pick with ``params._meta["freshtoken/responseMode"]``, a
+    ``response-mode`` fault overrides that, and stream faults (``cut-stream``,
+    ``garbage-chunk``, any ``sse_event`` match) force SSE. A notification a JSON response cannot
+    carry is recorded on the timeline as ``notification.dropped``.
     """
 
     async def start(self) -> None:
         """Bind the loopback port and start serving."""
+        self._loop = asyncio.get_running_loop()
         if self._core is not None:
             if self._validation == "introspection" and self._as is not None:
                 introspection = IntrospectionValidator(
@@ -101,19 +116,13 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
         app.router.add_get("/.well-known/oauth-protected-resource", self._resource_metadata)
         app.router.add_get("/.well-known/oauth-protected-resource/mcp", self._resource_metadata)
         app.router.add_route("*", "/_freshtoken/{action}", self._control)
-        self._controls = {
-            ("GET", "faults"): self._list_faults,
-            ("POST", "faults"): self._add_faults,
-            ("DELETE", "faults"): self._clear_faults,
-            ("POST", "drop-sessions"): self._drop_sessions,
-            ("POST", "rotate"): self._rotate,
-            ("GET", "stats"): self._stats,
-        }
+        self._control_routes()
         self._site = LoopbackSite(app, host=self._host, port=self._port, ssl_context=self._ssl)
         await self._site.start()
 
     async def stop(self) -> None:
-        """Abort open streams, stop serving and close the introspection client."""
+        """End listen streams, abort open streams, stop serving, close the introspection client."""
+        self._close_listeners()
         for session in list(self._sessions.values()):
             session.close()
         self._sessions.clear()
@@ -140,13 +149,17 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
 
     async def _read_json(self, ex: Exchange) -> Any:
         request = ex.request
+        too_big = self._rpc_error(ex, 413, INVALID_REQUEST, f"body exceeds {self._max_body} bytes")
         if request.content_length is not None and request.content_length > self._max_body:
-            raise self._rpc_error(ex, 413, INVALID_REQUEST, f"body exceeds {self._max_body} bytes")
-        body = await request.content.read(self._max_body + 1)
-        if len(body) > self._max_body:
-            raise self._rpc_error(ex, 413, INVALID_REQUEST, f"body exceeds {self._max_body} bytes")
+            raise too_big
+        # Read to the end: one read returns only what has arrived so far.
+        body = bytearray()
+        while chunk := await request.content.readany():
+            body += chunk
+            if len(body) > self._max_body:
+                raise too_big
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_not_json)
         except (ValueError, RecursionError):
             raise self._rpc_error(ex, 400, PARSE_ERROR, "Parse error") from None
 
@@ -179,8 +192,16 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
         if not isinstance(params, dict):
             raise self._rpc_error(ex, 400, INVALID_REQUEST, "params must be an object")
         ex.rpc_method = method if isinstance(method, str) else None
-        if ex.rpc_method == "tools/call" and isinstance(params.get("name"), str):
-            ex.tool = params["name"]
+        name = params.get(_NAME_PARAMS.get(ex.rpc_method or "", ""))
+        if isinstance(name, str):
+            if ex.rpc_method == "tools/call":
+                ex.tool = name
+            elif ex.rpc_method == "prompts/get":
+                ex.prompt = name
+            else:
+                ex.resource = name
+        if is_response:
+            ex.response_to = self._answered_method(ex.rpc_id)
         raw_meta = params.get("_meta")
         meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         if meta.get(RESPONSE_MODE_META_KEY) in RESPONSE_MODES:
@@ -194,19 +215,28 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
             self._check_modern(ex, message, params, is_request)
         elif ex.rpc_method != "initialize":
             self._check_session(ex)
-        if not is_request:
+        if is_response:
+            self._deliver(ex, message)
             return self._empty(ex, 202, "accepted")
+        if is_notification:
+            assert isinstance(method, str)
+            self._on_notification(ex, method, params)
+            return self._empty(ex, 202, "accepted")
+        assert isinstance(method, str)
+        if self._modern and method == "subscriptions/listen":
+            return await self._listen(ex, params)
         if ex.armed:
             ex.mode = "sse"
         if not wants_sse:
             ex.mode = "json"
-        assert isinstance(method, str)
         return await self._answer(ex, method, params, meta)
 
     async def _begin(self, ex: Exchange) -> None:
         """Record the request, fire its faults, and check its bearer."""
         self._requests += 1
         session_id = ex.request.headers.get("Mcp-Session-Id")
+        # A client's answer to a server request says which request it answers.
+        detail: dict[str, Any] = {} if ex.response_to is None else {"answers": ex.response_to}
         self.timeline.record(
             ACTOR,
             "request",
@@ -216,8 +246,17 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
             rpc_method=ex.rpc_method,
             tool=ex.tool,
             session=session_id,
+            **detail,
         )
-        facts = RequestFacts(ex.http_method, ex.rpc_method, ex.tool, self.clock.time())
+        facts = RequestFacts(
+            ex.http_method,
+            ex.rpc_method,
+            ex.tool,
+            self.clock.time(),
+            prompt=ex.prompt,
+            resource=ex.resource,
+            response_to=ex.response_to,
+        )
         firing, ex.armed = self.faults.on_request(facts)
         for fault in firing:
             await self._fire(ex, fault)
@@ -308,28 +347,17 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
                 {"supported": list(MODERN_VERSIONS), "requested": version},
             )
 
-    def _tool_context(
-        self, ex: Exchange, meta: Mapping[str, Any], stream: Stream | None
-    ) -> ToolContext:
-        async def notify(method: str, params: dict[str, Any]) -> None:
-            if stream is not None:
-                stream.append({"jsonrpc": "2.0", "method": method, "params": params})
-
-        progress = meta.get("progressToken")
-        return ToolContext(
-            clock=self.clock,
-            notify=notify,
-            token_fingerprint=fingerprint(ex.token),
-            progress_token=progress if isinstance(progress, str | int) else None,
-            request_id=ex.rpc_id,
-        )
-
     async def _run(
-        self, ex: Exchange, method: str, params: Mapping[str, Any], ctx: ToolContext
+        self,
+        ex: Exchange,
+        method: str,
+        params: Mapping[str, Any],
+        ctx: ToolContext,
+        state: PeerState,
     ) -> tuple[int, Any]:
         try:
             result = await self._registry.dispatch(
-                method, params, ctx, protocol_version=self.protocol_version
+                method, params, ctx, protocol_version=self.protocol_version, state=state
             )
         except RpcError as error:
             status = _MODERN_STATUS.get(error.code, 200) if self._modern else 200
@@ -339,40 +367,66 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
     async def _answer(
         self, ex: Exchange, method: str, params: Mapping[str, Any], meta: Mapping[str, Any]
     ) -> web.StreamResponse:
-        headers: dict[str, str] = {}
         if method == "initialize" and not self._modern:
-            status, reply = await self._run(ex, method, params, self._tool_context(ex, meta, None))
-            if "result" in reply:
-                session = Session(secrets.token_hex(16), reply["result"]["protocolVersion"])
-                self._sessions[session.id] = session
-                ex.session = session
-                headers["Mcp-Session-Id"] = session.id
-                self.timeline.record(
-                    ACTOR, "session.created", request_id=ex.request_id, session=session.id
-                )
-            if ex.mode == "json":
-                return self._json(ex, status, reply, headers=headers)
-            stream = self._open_stream(ex)
-            stream.append(reply)
-            stream.finish()
-            return await self._write_stream(
-                ex, stream, start=0, priming=self._priming, headers=headers
-            )
+            return await self._initialize(ex, params, meta)
+        if method not in self._registry.methods or method in (
+            HANDSHAKE_ONLY if self._modern else MODERN_ONLY
+        ):
+            # Known before anything runs: a plain JSON answer, with its HTTP status in 2026-07-28.
+            error = RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
+            status = _MODERN_STATUS[METHOD_NOT_FOUND] if self._modern else 200
+            return self._json(ex, status, error_message(ex.rpc_id, error))
+        state = ex.session.state if ex.session is not None else PeerState()
         if ex.mode == "json":
-            status, reply = await self._run(ex, method, params, self._tool_context(ex, meta, None))
+            ctx = self._context(ex, params, meta, None, state)
+            task = asyncio.ensure_future(self._run(ex, method, params, ctx, state))
+            self._track(ex, task)
+            try:
+                status, reply = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not task.cancelled() or (current is not None and current.cancelling()):
+                    # The client went away: nobody is left to answer.
+                    task.cancel()
+                    raise
+                error = RpcError(REQUEST_CANCELLED, "Request cancelled")
+                return self._json(ex, 200, error_message(ex.rpc_id, error))
             return self._json(ex, status, reply)
         stream = self._open_stream(ex)
-        ctx = self._tool_context(ex, meta, stream)
+        ctx = self._context(ex, params, meta, stream, state)
 
         async def produce() -> None:
             try:
-                _, reply = await self._run(ex, method, params, ctx)
+                _, reply = await self._run(ex, method, params, ctx, state)
                 stream.append(reply)
             finally:
                 stream.finish()
 
         stream.producer = self._spawn(produce())
+        self._track(ex, stream.producer)
         return await self._write_stream(ex, stream, start=0, priming=self._priming)
+
+    async def _initialize(
+        self, ex: Exchange, params: Mapping[str, Any], meta: Mapping[str, Any]
+    ) -> web.StreamResponse:
+        headers: dict[str, str] = {}
+        state = PeerState()
+        ctx = self._context(ex, params, meta, None, state)
+        status, reply = await self._run(ex, "initialize", params, ctx, state)
+        if "result" in reply:
+            session = Session(secrets.token_hex(16), reply["result"]["protocolVersion"], state)
+            self._add_session(session)
+            ex.session = session
+            headers["Mcp-Session-Id"] = session.id
+            self.timeline.record(
+                ACTOR, "session.created", request_id=ex.request_id, session=session.id
+            )
+        if ex.mode == "json":
+            return self._json(ex, status, reply, headers=headers)
+        stream = self._open_stream(ex)
+        stream.append(reply)
+        stream.finish()
+        return await self._write_stream(ex, stream, start=0, priming=self._priming, headers=headers)
 
     async def _get(self, ex: Exchange) -> web.StreamResponse:
         if not accepts(ex.request)[1]:
@@ -388,15 +442,21 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
             ex.rpc_method, ex.tool = resumed.rpc_method, resumed.tool
         await self._begin(ex)
         self._check_session(ex)
-        assert ex.session is not None
+        session = ex.session
+        assert session is not None
         if last_event_id is None:
-            standalone = self._open_stream(ex)
-            return await self._write_stream(ex, standalone, start=0, priming=self._priming)
-        stream = ex.session.streams.get(parsed[0]) if parsed is not None else None
+            # One standalone stream per session: a new GET replaces the one before.
+            if session.standalone is not None:
+                session.standalone.finish()
+            session.standalone = self._open_stream(ex)
+            return await self._write_stream(ex, session.standalone, start=0, priming=self._priming)
+        stream = session.streams.get(parsed[0]) if parsed is not None else None
         if parsed is None or stream is None or parsed[1] > len(stream.messages):
             raise self._rpc_error(
                 ex, 400, INVALID_REQUEST, f"unknown Last-Event-ID {last_event_id!r}"
             )
+        if stream.rpc_method is None and not stream.done:
+            session.standalone = stream
         return await self._write_stream(ex, stream, start=parsed[1], priming=False)
 
     async def _delete(self, ex: Exchange) -> web.StreamResponse:
@@ -409,7 +469,6 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
         return self._empty(ex, 200, "json")
 
     async def _resource_metadata(self, request: web.Request) -> web.Response:
-        issuers: list[str] = []
         issuers = [self._core.issuer] if self._core is not None else []
         return web.json_response(
             {
@@ -417,59 +476,5 @@ class FakeMCPServer(Rejections, AsyncLifecycle):
                 "authorization_servers": issuers,
                 "bearer_methods_supported": ["header"],
                 "scopes_supported": sorted(self._required_scopes) or [DEFAULT_SCOPE],
-            }
-        )
-
-    async def _control(self, request: web.Request) -> web.Response:
-        name = request.match_info["action"]
-        handler = self._controls.get((request.method, name))
-        if handler is None:
-            return web.json_response({"error": f"no control {request.method} {name}"}, status=404)
-        return await handler(request)
-
-    async def _add_faults(self, request: web.Request) -> web.Response:
-        source = f"{request.method} {request.path}"
-        try:
-            try:
-                data = json.loads(await request.read())
-            except ValueError:
-                raise ConfigError.at(source, "(body)", "not valid JSON") from None
-            # One fault object, a list of them, or a whole plan.
-            if isinstance(data, dict) and "action" in data:
-                faults = [Fault.from_dict(data, source=source)]
-            else:
-                faults = list(FaultPlan.from_dict(data, source=source))
-        except ConfigError as exc:
-            return web.json_response(
-                {"error": "invalid_fault", "error_description": str(exc)}, status=400
-            )
-        self.faults.extend(faults)
-        return web.json_response({"added": len(faults), "faults": len(self.faults)})
-
-    async def _list_faults(self, request: web.Request) -> web.Response:
-        return web.json_response(self.faults.to_dict())
-
-    async def _clear_faults(self, request: web.Request) -> web.Response:
-        self.faults.clear()
-        return web.json_response({"faults": 0})
-
-    async def _drop_sessions(self, request: web.Request) -> web.Response:
-        count = len(self._sessions)
-        self.drop_sessions()
-        return web.json_response({"dropped": count})
-
-    async def _rotate(self, request: web.Request) -> web.Response:
-        if self._core is None:
-            return web.json_response({"error": "auth is off: nothing to rotate"}, status=409)
-        self._core.rotate()
-        self.timeline.record(ACTOR, "fault", action="rotate", source="control")
-        return web.json_response({"rotated": True})
-
-    async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "sessions": len(self._sessions),
-                "requests": self._requests,
-                "faults": [state.to_dict() for state in self.faults.states],
             }
         )

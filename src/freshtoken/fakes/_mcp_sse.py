@@ -33,7 +33,7 @@ class SseWriter(McpServerBase):
     def _open_stream(self, ex: Exchange) -> Stream:
         stream = Stream(str(next(self._streams)), rpc_method=ex.rpc_method, tool=ex.tool)
         if ex.session is not None:
-            ex.session.streams[stream.id] = stream
+            ex.session.add(stream, keep=self._max_streams)
         return stream
 
     async def _write_stream(
@@ -58,11 +58,20 @@ class SseWriter(McpServerBase):
                 await response.write(
                     f"id: {stream.event_id(position)}\nretry: {self._retry_ms}\ndata: \n\n".encode()
                 )
+            closes = stream.closes
             while True:
                 for fault in self.faults.fire_on_stream(ex.armed, written):
                     if await self._fire_on_stream(ex, stream, response, fault):
                         return response
-                if not await stream.wait_beyond(position):
+                more = await stream.wait_beyond(position, closes)
+                if stream.closes != closes:
+                    # SEP-1699 polling: the response ends, the stream goes on for a resumption.
+                    self.timeline.record(
+                        ACTOR, "sse.closed", request_id=ex.request_id, stream=stream.id
+                    )
+                    await response.write_eof()
+                    return response
+                if not more:
                     break
                 if self.stream_auth != "start" and not await self._still_authorized(ex):
                     if self.stream_auth == "cut":

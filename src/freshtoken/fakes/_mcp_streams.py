@@ -2,7 +2,8 @@
 
 A stream outlives the HTTP response that carried it: its producer keeps appending
 events after a cut, so a ``GET`` with ``Last-Event-ID`` can replay what was missed.
-Event ids are ``"<stream>-<position>"`` (position 0 is the priming event).
+Event ids are ``"<stream>-<position>"`` (position 0 is the priming event). A session keeps only
+its newest finished streams, so a long run holds a bounded number of them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Session", "Stream", "format_event", "parse_event_id"]
+from freshtoken.fakes._mcp_protocol import PeerState
+
+__all__ = ["MAX_STREAMS_PER_SESSION", "Session", "Stream", "format_event", "parse_event_id"]
+
+MAX_STREAMS_PER_SESSION: Final = 32
+"""Finished streams a session keeps for resumption beyond those still running."""
 
 
 def format_event(event_id: str | None, message: Any) -> bytes:
@@ -39,6 +45,8 @@ class Stream:
         self.messages: list[Any] = []
         self.done = False
         self.aborted = False
+        self.closes = 0
+        """How often the server asked the responses carrying it to end (SEP-1699 polling)."""
         self.producer: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
@@ -53,6 +61,11 @@ class Stream:
         self.done = True
         self._wake()
 
+    def close_responses(self) -> None:
+        """End the HTTP responses writing this stream now; the stream itself goes on."""
+        self.closes += 1
+        self._wake()
+
     def abort(self) -> None:
         """End the stream for every reader and stop its producer (session gone, server closing)."""
         self.aborted = True
@@ -61,10 +74,11 @@ class Stream:
             self.producer.cancel()
         self._wake()
 
-    async def wait_beyond(self, count: int) -> bool:
-        """Wait until more than ``count`` messages exist (True) or the stream ends (False)."""
+    async def wait_beyond(self, count: int, closes: int | None = None) -> bool:
+        """Wait until more than ``count`` messages exist (True), or the stream ends or its
+        responses are asked to close (``closes`` changed) (False)."""
         while len(self.messages) <= count:
-            if self.done:
+            if self.done or (closes is not None and closes != self.closes):
                 return False
             if self._waiter is None or self._waiter.done():
                 self._waiter = asyncio.get_running_loop().create_future()
@@ -78,11 +92,25 @@ class Stream:
 
 @dataclass(slots=True)
 class Session:
-    """One ``Mcp-Session-Id`` and the streams opened under it."""
+    """One ``Mcp-Session-Id``: what the client told the server, the streams opened under it and
+    the standalone GET stream, if one is open."""
 
     id: str
     protocol_version: str
+    state: PeerState = field(default_factory=PeerState)
     streams: dict[str, Stream] = field(default_factory=dict)
+    standalone: Stream | None = None
+
+    def add(self, stream: Stream, *, keep: int = MAX_STREAMS_PER_SESSION) -> None:
+        """Remember ``stream`` for resumption, forgetting the oldest finished ones beyond ``keep``."""
+        self.streams[stream.id] = stream
+        if len(self.streams) <= keep:
+            return
+        for stream_id, old in list(self.streams.items()):
+            if len(self.streams) <= keep:
+                break
+            if old.done and old is not stream:
+                del self.streams[stream_id]
 
     def close(self) -> None:
         for stream in self.streams.values():

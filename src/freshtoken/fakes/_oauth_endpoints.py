@@ -13,7 +13,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from freshtoken._clock import Clock
 from freshtoken.fakes._oauth_grants import Grants, parse_form, parse_unique
 from freshtoken.fakes._oauth_models import (
-    AUTH_METHODS,
     AUTHORIZE_PATH,
     GRANT_TYPES,
     INTROSPECTION_PATH,
@@ -55,12 +54,14 @@ class Endpoints:
         self._issuer = issuer
         self.authorizations = 0
         """``/authorize`` requests answered with a code."""
+        self.deny_consent = False
+        """Answer every authorization request as a user who clicked "deny" would."""
 
     def metadata(self) -> dict[str, Any]:
         """The RFC 8414 authorization server metadata document."""
         issuer = self._issuer()
         base = issuer.rstrip("/")
-        auth_methods = list(AUTH_METHODS)
+        auth_methods = list(self._grants.auth_methods)
         return {
             "issuer": issuer,
             "authorization_endpoint": base + AUTHORIZE_PATH,
@@ -73,7 +74,9 @@ class Endpoints:
             "grant_types_supported": list(GRANT_TYPES),
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,
-            "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+            "introspection_endpoint_auth_methods_supported": [
+                m for m in auth_methods if m != "none"
+            ],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
         }
@@ -116,6 +119,8 @@ class Endpoints:
             scope = self._grants.check_scope(client, params.get("scope"))
         except OAuthError as exc:
             return refuse(exc.error, exc.description)
+        if self.deny_consent:
+            return refuse("access_denied", "the resource owner denied the request")
         code = secrets.token_urlsafe(24)
         self._store.codes[code] = Code(
             client_id=client.client_id,
@@ -136,8 +141,7 @@ class Endpoints:
             return client.redirect_uris[0]
         if client.redirect_uris and given not in client.redirect_uris:
             raise OAuthError("invalid_request", "redirect_uri is not registered for this client")
-        parts = urlsplit(given)
-        if not parts.scheme or parts.fragment:
+        if not _absolute_uri(given):
             raise OAuthError("invalid_request", "redirect_uri must be absolute, without fragment")
         return given
 
@@ -215,15 +219,14 @@ class Endpoints:
             raise OAuthError("invalid_client_metadata", "metadata must be a JSON object")
         redirect_uris = metadata.get("redirect_uris", [])
         if not isinstance(redirect_uris, list) or not all(
-            isinstance(u, str) and urlsplit(u).scheme and not urlsplit(u).fragment
-            for u in redirect_uris
+            isinstance(u, str) and _absolute_uri(u) for u in redirect_uris
         ):
             raise OAuthError("invalid_redirect_uri", "redirect_uris must be absolute URIs")
         method = metadata.get("token_endpoint_auth_method", "client_secret_basic")
         grant_types = metadata.get("grant_types", ["authorization_code", "refresh_token"])
         scope = metadata.get("scope")
         name = metadata.get("client_name")
-        if method not in AUTH_METHODS:
+        if method not in self._grants.auth_methods:
             raise OAuthError("invalid_client_metadata", f"unsupported auth method {method!r}")
         if not isinstance(grant_types, list) or not all(g in GRANT_TYPES for g in grant_types):
             raise OAuthError("invalid_client_metadata", "unsupported grant_types")
@@ -251,3 +254,13 @@ class Endpoints:
         body = record.to_json()
         body["client_id_issued_at"] = int(self._clock.time())
         return json_response(201, body, NO_STORE)
+
+
+def _absolute_uri(uri: str) -> bool:
+    """An absolute URI without a fragment that ``urlsplit`` can take apart (``http://[`` cannot)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  # a malformed port raises only when read
+    except ValueError:
+        return False
+    return bool(parts.scheme) and not parts.fragment
