@@ -17,7 +17,7 @@ from conftest import Upstream
 from proxy_raw_server import raw_server, reply
 
 from freshtoken import Timeline
-from freshtoken.proxy import Limits, Proxy, StaticTokenSource
+from freshtoken.proxy import CallableTokenSource, Limits, Proxy, StaticTokenSource
 from freshtoken.proxy._client import env_proxy, keepalive_socket
 
 CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
@@ -380,3 +380,27 @@ def test_upstream_sockets_probe_dead_peers() -> None:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 75
     finally:
         sock.close()
+
+
+async def test_a_401_whose_body_is_cut_is_still_replayed() -> None:
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, total: int
+    ) -> None:
+        if total == 1:
+            writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n{")
+            await writer.drain()
+            writer.close()
+        else:
+            writer.write(reply(OK, JSON))
+            await writer.drain()
+
+    tokens = iter(["t1", "t2"])
+
+    async def fetch() -> str:
+        return next(tokens)
+
+    async with raw_server(script) as raw, Proxy() as proxy:
+        url = proxy.register("up", raw.origin + "/mcp", CallableTokenSource(fetch))
+        assert await _post(url) == (200, {"jsonrpc": "2.0", "id": 7, "result": {}})
+    assert [b"Bearer t1" in r for r in raw.requests] == [True, False]
+    assert b"Authorization: Bearer t2" in raw.requests[1]

@@ -271,13 +271,10 @@ class Forwarder:
                     token_fingerprint=target.fp(token),
                     reason=reason,
                 )
-            if newer is None:
-                try:
-                    token = _checked(await source.refresh(token))
-                except Exception as exc:
-                    return self._token_failure(ex, exc)
-            else:
-                token = _checked(newer)
+            try:
+                token = _checked(newer if newer is not None else await source.refresh(token))
+            except Exception as exc:
+                return self._token_failure(ex, exc)
             if timeline is not None:
                 timeline.record(
                     "proxy", "replay", request_id=ex.rid, token_fingerprint=target.fp(token)
@@ -328,7 +325,11 @@ class Forwarder:
         """Classify a response; keep what was read in ``ex`` for delivery."""
         status = upstream.status
         if status == 401:
-            await self._read_into(ex, upstream)
+            try:
+                # Kept in case this 401 is the answer the client gets.
+                await self._read_into(ex, upstream)
+            except _UpstreamFailure:
+                ex.read = False  # a replay needs no body; a delivery will report the break
             return "401"
         if status != 200:
             return None
