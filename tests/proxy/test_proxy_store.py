@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from freshtoken import ManualClock, Timeline, TokenSourceError, fingerprint
+from freshtoken import InvalidGrantError, ManualClock, Timeline, TokenSourceError, fingerprint
 from freshtoken.fakes import FakeAuthorizationServer, TokenPolicy
 from freshtoken.proxy import RefreshTokenSource
 from freshtoken.proxy._store import StoredTokens, TokenStore
@@ -175,7 +175,6 @@ async def test_a_malformed_access_token_in_the_store_is_dropped_never_sent(
         ('{"refresh_token": "rt\\r\\nX-Injected: 1"}', "outside RFC 6749"),
         ('{"refresh_token": "rt\\u0000"}', "outside RFC 6749"),
         ('{"refresh_token": ""}', "refresh_token"),
-        ('{"access_token": "at"}', "refresh_token"),
         ('{"refresh_token": "rt", "expires_at": "soon"}', "expires_at"),
         ("not json", "not JSON"),
     ],
@@ -186,6 +185,22 @@ def test_a_malformed_store_is_refused(tmp_path: Path, content: str, reason: str)
     with pytest.raises(TokenSourceError, match=reason) as info:
         RefreshTokenSource("https://as.test/token", "c", store=store)
     assert "X-Injected" not in str(info.value)
+
+
+async def test_a_store_without_refresh_token_serves_its_access_token_then_asks_for_a_login(
+    tmp_path: Path,
+) -> None:
+    # What a login leaves when the authorization server issued no refresh token.
+    clock = ManualClock()
+    store = tmp_path / "tokens.json"
+    store.write_text(json.dumps({"access_token": "at", "expires_at": clock.time() + 60}))
+    source = RefreshTokenSource("https://as.test/token", "c", store=store, clock=clock)
+    assert await source.token() == "at"
+    clock.advance(61)
+    with pytest.raises(InvalidGrantError, match=r"no refresh token .* log in again"):
+        await source.token()
+    assert source.fetches == 0
+    await source.aclose()
 
 
 def test_store_refuses_to_write_malformed_tokens(tmp_path: Path) -> None:

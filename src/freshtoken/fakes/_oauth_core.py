@@ -27,11 +27,13 @@ from freshtoken.fakes._oauth_faults import TokenFault, TokenFaultQueue
 from freshtoken.fakes._oauth_grants import Grants, basic_client_id, parse_form
 from freshtoken.fakes._oauth_models import (
     ACTOR,
+    AUTH_METHODS,
     AUTHORIZE_PATH,
     CONTROL_PREFIX,
     INTROSPECTION_PATH,
     METADATA_PATH,
     NO_STORE,
+    OPENID_CONFIGURATION_PATH,
     REGISTRATION_PATH,
     REVOCATION_PATH,
     TOKEN_PATH,
@@ -71,8 +73,10 @@ class OAuthCore:
     One pre-registered confidential client (:attr:`client_id`, :attr:`client_secret`) may use
     every grant. ``scopes_supported`` bounds what may be requested (else ``invalid_scope``).
     ``max_seen`` bounds the record :meth:`token_requests_seen` returns (the newest are kept;
-    :meth:`stats` counts every request). Public methods are safe to call from any thread while
-    a server runs on another.
+    :meth:`stats` counts every request). ``token_endpoint_auth_methods`` restricts (and
+    advertises) how clients may authenticate; ``metadata_paths`` where the RFC 8414 document
+    is served (the OAuth well-known path, the OpenID configuration path, or both). Public
+    methods are safe to call from any thread while a server runs on another.
     """
 
     def __init__(
@@ -84,7 +88,22 @@ class OAuthCore:
         policy: TokenPolicy | None = None,
         scopes_supported: Sequence[str] = ("mcp", "read", "write", "offline_access"),
         max_seen: int = 10_000,
+        token_endpoint_auth_methods: Sequence[str] = AUTH_METHODS,
+        metadata_paths: Sequence[str] = (METADATA_PATH,),
     ) -> None:
+        if not token_endpoint_auth_methods or not set(token_endpoint_auth_methods) <= set(
+            AUTH_METHODS
+        ):
+            raise ConfigError(
+                f"token_endpoint_auth_methods: a non-empty subset of {', '.join(AUTH_METHODS)}"
+            )
+        if not metadata_paths or not set(metadata_paths) <= {
+            METADATA_PATH,
+            OPENID_CONFIGURATION_PATH,
+        }:
+            raise ConfigError(
+                f"metadata_paths: a non-empty subset of {METADATA_PATH}, {OPENID_CONFIGURATION_PATH}"
+            )
         self.issuer = issuer
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.timeline = timeline if timeline is not None else Timeline(self.clock)
@@ -102,6 +121,7 @@ class OAuthCore:
             policy=lambda: self.policy,
             recorder=self._recorder,
             scopes_supported=scopes_supported,
+            auth_methods=token_endpoint_auth_methods,
         )
         self._endpoints = Endpoints(
             self._store,
@@ -116,7 +136,7 @@ class OAuthCore:
         self._seen: deque[SeenTokenRequest] = deque(maxlen=max_seen)
         self._seen_by_grant: dict[str | None, int] = {}
         self._routes: dict[str, tuple[tuple[str, ...], Endpoint]] = {
-            METADATA_PATH: (("GET",), self._metadata_endpoint),
+            **{path: (("GET",), self._metadata_endpoint) for path in metadata_paths},
             AUTHORIZE_PATH: (("GET",), self._endpoints.authorize),
             TOKEN_PATH: (("POST",), self._token_endpoint),
             REVOCATION_PATH: (("POST",), self._endpoints.revoke),
@@ -139,6 +159,15 @@ class OAuthCore:
     @property
     def scopes_supported(self) -> tuple[str, ...]:
         return self._grants.scopes_supported
+
+    @property
+    def deny_consent(self) -> bool:
+        """True: ``/authorize`` redirects back with ``access_denied``, as a user who said no."""
+        return self._endpoints.deny_consent
+
+    @deny_consent.setter
+    def deny_consent(self, value: bool) -> None:
+        self._endpoints.deny_consent = value
 
     # ---- Python controls -------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from freshtoken._clock import Clock
 from freshtoken._timeline import fingerprint
 from freshtoken.fakes._oauth_models import (
+    AUTH_METHODS,
     GRANT_TYPES,
     NO_STORE,
     ClientRecord,
@@ -99,12 +100,14 @@ class Grants:
         policy: Callable[[], TokenPolicy],
         recorder: Recorder,
         scopes_supported: Sequence[str],
+        auth_methods: Sequence[str] = AUTH_METHODS,
     ) -> None:
         self._store = store
         self._clock = clock
         self._policy = policy
         self._recorder = recorder
         self.scopes_supported = tuple(scopes_supported)
+        self.auth_methods = tuple(auth_methods)
 
     def grant(self, request: CoreRequest, form: dict[str, str]) -> CoreResponse:
         """Answer a parsed token request (raises :class:`OAuthError` to refuse it)."""
@@ -138,6 +141,16 @@ class Grants:
                 raise OAuthError("invalid_request", "client_id does not match the credentials")
         else:
             client_id, secret = form.get("client_id", ""), form.get("client_secret")
+        # A server that supports fewer methods refuses the others (it cannot verify them).
+        method = (
+            "client_secret_basic"
+            if authorization is not None
+            else "client_secret_post"
+            if secret is not None
+            else "none"
+        )
+        if method not in self.auth_methods:
+            raise OAuthError("invalid_client", f"{method} is not supported here", 401)
         client = self._store.clients.get(client_id)
         if client is None:
             raise OAuthError("invalid_client", "client authentication failed", 401)

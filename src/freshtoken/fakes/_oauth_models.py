@@ -27,6 +27,7 @@ __all__ = [
     "INTROSPECTION_PATH",
     "METADATA_PATH",
     "NO_STORE",
+    "OPENID_CONFIGURATION_PATH",
     "REGISTRATION_PATH",
     "REVOCATION_PATH",
     "TOKEN_PATH",
@@ -45,6 +46,7 @@ __all__ = [
 
 ACTOR: Final = "as"
 METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
+OPENID_CONFIGURATION_PATH: Final = "/.well-known/openid-configuration"
 AUTHORIZE_PATH: Final = "/authorize"
 TOKEN_PATH: Final = "/token"
 REVOCATION_PATH: Final = "/revoke"

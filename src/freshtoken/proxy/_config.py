@@ -44,8 +44,10 @@ from freshtoken.proxy._endpoint import (
 )
 from freshtoken.proxy._grants import ClientCredentialsSource, RefreshTokenSource
 from freshtoken.proxy._limits import Limits
+from freshtoken.proxy._login import LoginTarget
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, pattern_matcher
 from freshtoken.proxy._proxy import Proxy, valid_target_name
+from freshtoken.proxy._store import AuthMethod, TokenStore
 from freshtoken.proxy._tokens import (
     CommandTokenSource,
     StaticTokenSource,
@@ -54,7 +56,7 @@ from freshtoken.proxy._tokens import (
     valid_refresh_token,
 )
 
-__all__ = ["ProxyConfig", "TargetConfig", "load_config"]
+__all__ = ["ProxyConfig", "TargetConfig", "load_config", "load_login_targets"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,23 +208,28 @@ class _CommandToken(BaseModel):
     timeout: PositiveSeconds = 30.0
 
 
-class _Grant(BaseModel):
+class _Endpoint(BaseModel):
+    """How to talk to the authorization server: trust, and the token endpoint's bounds."""
+
     model_config = MODEL_CONFIG
 
-    token_endpoint: HttpUrl
-    client_id: Text
     client_secret: Text | None = None
     client_secret_env: Text | None = None
     scope: Text | None = None
     resource: Text | None = None
     ca_file: Text | None = None
-    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    auth_method: AuthMethod | None = None
     allow_insecure_http: Flag = False
     max_retries: Count = DEFAULT_MAX_RETRIES
     timeout: PositiveSeconds = DEFAULT_TIMEOUT
     deadline: PositiveSeconds = DEFAULT_DEADLINE
     max_response_bytes: PositiveCount = DEFAULT_MAX_RESPONSE_BYTES
     max_retry_wait: Seconds = DEFAULT_MAX_RETRY_WAIT
+
+
+class _Grant(_Endpoint):
+    token_endpoint: HttpUrl
+    client_id: Text
 
 
 class _RefreshGrant(_Grant):
@@ -236,11 +243,24 @@ class _ClientCredentialsGrant(_Grant):
     type: Literal["client_credentials"]
 
 
+class _LoginToken(_Endpoint):
+    """Credentials that ``freshtoken login`` writes to ``store``; the rest is optional."""
+
+    type: Literal["login"]
+    store: Text
+    client_id: Text | None = None
+    client_metadata_url: HttpUrl | None = None
+    token_endpoint: HttpUrl | None = None
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    redirect_port: Annotated[StrictInt, Field(ge=0, le=65535)] = 0
+
+
 _TOKEN_MODELS: Final[dict[str, type[BaseModel]]] = {
     "static": _StaticToken,
     "refresh_token": _RefreshGrant,
     "client_credentials": _ClientCredentialsGrant,
     "command": _CommandToken,
+    "login": _LoginToken,
 }
 
 
@@ -408,8 +428,84 @@ def _token_source(where: _Where, prefix: str, data: dict[str, Any]) -> TokenSour
         return StaticTokenSource(token)
     if isinstance(table, _CommandToken):
         return CommandTokenSource(table.command, timeout=table.timeout)
+    if isinstance(table, _LoginToken):
+        return _login_source(where, prefix, table)
     assert isinstance(table, _Grant)
     return _grant_source(where, prefix, table)
+
+
+def _endpoint_options(where: _Where, prefix: str, table: _Endpoint) -> dict[str, Any]:
+    ca_file = where.path(table.ca_file) if table.ca_file is not None else None
+    if ca_file is not None and not ca_file.is_file():
+        raise where.error(f"{prefix}.ca_file", f"no such file {ca_file}")
+    return {
+        "verify": ca_file if ca_file is not None else True,
+        "allow_insecure_http": table.allow_insecure_http,
+        "max_retries": table.max_retries,
+        "timeout": table.timeout,
+        "deadline": table.deadline,
+        "max_response_bytes": table.max_response_bytes,
+        "max_retry_wait": table.max_retry_wait,
+    }
+
+
+def _login_source(where: _Where, prefix: str, table: _LoginToken) -> TokenSource:
+    store = TokenStore(where.path(table.store))
+    name = prefix.split(".")[1]
+    try:
+        tokens = store.open()
+    except TokenSourceError as exc:
+        raise where.error(f"{prefix}.store", str(exc)) from None
+    login = store.login
+    if login is None:
+        raise where.error(
+            f"{prefix}.store",
+            f"no login in {store.path} yet: run `freshtoken login {name} --config "
+            f"{where.file}` first",
+        )
+    options = _endpoint_options(where, prefix, table)
+    where.insecure(
+        f"{prefix}.store",
+        login.token_endpoint,
+        table.allow_insecure_http,
+        "client credentials and refresh tokens",
+    )
+    # The file's client secret (rotated by its owner) wins over the one stored at login.
+    secret = where.secret(
+        table, prefix, "client_secret", required=False, valid=bool, syntax="a secret"
+    )
+    client_secret = secret if secret is not None else login.client_secret
+    auth_method = login.auth_method
+    if login.grant == "client_credentials":
+        if client_secret is None:
+            raise where.error(f"{prefix}.client_secret", "the client-credentials login needs one")
+        return ClientCredentialsSource(
+            login.token_endpoint,
+            login.client_id,
+            client_secret,
+            scope=login.scope,
+            resource=login.resource,
+            auth_method=auth_method,
+            **options,
+        )
+    if tokens is None:
+        raise where.error(
+            f"{prefix}.store",
+            f"{store.path} holds no token: run `freshtoken login {name} --config "
+            f"{where.file}` again",
+        )
+    try:
+        return RefreshTokenSource(
+            login.token_endpoint,
+            login.client_id,
+            client_secret,
+            resource=login.resource,
+            store=store.path,
+            auth_method=auth_method,
+            **options,
+        )
+    except (TokenSourceError, ValueError) as exc:
+        raise where.error(f"{prefix}.store", str(exc)) from None
 
 
 def _grant_source(where: _Where, prefix: str, table: _Grant) -> TokenSource:
@@ -419,20 +515,11 @@ def _grant_source(where: _Where, prefix: str, table: _Grant) -> TokenSource:
         table.allow_insecure_http,
         "client credentials and refresh tokens",
     )
-    ca_file = where.path(table.ca_file) if table.ca_file is not None else None
-    if ca_file is not None and not ca_file.is_file():
-        raise where.error(f"{prefix}.ca_file", f"no such file {ca_file}")
     common: dict[str, Any] = {
         "scope": table.scope,
         "resource": table.resource,
-        "verify": ca_file if ca_file is not None else True,
-        "auth_method": table.auth_method,
-        "allow_insecure_http": table.allow_insecure_http,
-        "max_retries": table.max_retries,
-        "timeout": table.timeout,
-        "deadline": table.deadline,
-        "max_response_bytes": table.max_response_bytes,
-        "max_retry_wait": table.max_retry_wait,
+        "auth_method": table.auth_method or "client_secret_basic",
+        **_endpoint_options(where, prefix, table),
     }
     client_secret = where.secret(
         table,
@@ -468,3 +555,63 @@ def _grant_source(where: _Where, prefix: str, table: _Grant) -> TokenSource:
         )
     except TokenSourceError as exc:
         raise where.error(f"{prefix}.store", str(exc)) from None
+
+
+def load_login_targets(path: str | Path) -> dict[str, LoginTarget | ConfigError]:
+    """The targets of a config file that ``freshtoken login`` can log in to, by name.
+
+    A target qualifies with a ``login`` token, or a ``refresh_token`` token that names a
+    ``store`` (its client is then the pre-registered one). Other targets map to the
+    :class:`~freshtoken.ConfigError` that says why not; a malformed file raises it.
+    """
+    file = Path(path)
+    where = _Where(file)
+    model: _File = parse(_File, load_toml(file), source=where.source)
+    found: dict[str, LoginTarget | ConfigError] = {}
+    for name in sorted(model.targets):
+        try:
+            found[name] = _login_target(where, name, model.targets[name])
+        except ConfigError as exc:
+            found[name] = exc
+    return found
+
+
+def _login_target(where: _Where, name: str, target: _Target) -> LoginTarget:
+    prefix = f"targets.{name}.token"
+    kind = target.token.get("type")
+    if kind not in ("login", "refresh_token"):
+        raise where.error(
+            f"{prefix}.type",
+            f'freshtoken login needs type = "login" (or "refresh_token" with a store), '
+            f"not {kind!r}",
+        )
+    table: BaseModel = parse(_TOKEN_MODELS[kind], target.token, source=where.source, prefix=prefix)
+    assert isinstance(table, _LoginToken | _RefreshGrant)
+    if table.store is None:
+        raise where.error(f"{prefix}.store", "freshtoken login writes to a store: name one")
+    where.insecure(f"targets.{name}.url", target.url, target.allow_insecure_http, "bearer tokens")
+    options = _endpoint_options(where, prefix, table)
+    server_ca = where.path(target.ca_file) if target.ca_file is not None else None
+    if server_ca is not None and not server_ca.is_file():
+        raise where.error(f"targets.{name}.ca_file", f"no such file {server_ca}")
+    secret = where.secret(
+        table, prefix, "client_secret", required=False, valid=bool, syntax="a secret"
+    )
+    return LoginTarget(
+        url=target.url,
+        store=where.path(table.store),
+        client_id=table.client_id,
+        client_secret=secret,
+        auth_method=table.auth_method,
+        client_metadata_url=table.client_metadata_url if isinstance(table, _LoginToken) else None,
+        token_endpoint=table.token_endpoint,
+        scope=table.scope,
+        resource=table.resource,
+        grant=table.grant if isinstance(table, _LoginToken) else "authorization_code",
+        server_verify=server_ca if server_ca is not None else True,
+        as_verify=options["verify"],
+        allow_insecure_http=table.allow_insecure_http or target.allow_insecure_http,
+        timeout=table.timeout,
+        deadline=table.deadline,
+        redirect_port=table.redirect_port if isinstance(table, _LoginToken) else 0,
+    )

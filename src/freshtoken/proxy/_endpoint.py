@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_MAX_RETRY_WAIT",
     "DEFAULT_TIMEOUT",
     "OAuthTokenSource",
+    "apply_client_auth",
     "sanitize_description",
 ]
 
@@ -79,7 +80,7 @@ _TERMINAL_ERRORS: Final = frozenset(
         "invalid_target",
     }
 )
-_AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post")
+_AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "none")
 _BACKOFF_BASE: Final = 0.25
 _BACKOFF_CAP: Final = 5.0
 _DESCRIPTION_LIMIT: Final = 200
@@ -301,17 +302,13 @@ class OAuthTokenSource(BaseTokenSource):
             form["resource"] = self.resource
         # Identity: the size cap then bounds what is held in memory, not a compressed prefix.
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
-        if self._client_secret is None:
-            form["client_id"] = self.client_id
-        elif self._auth_method == "client_secret_post":
-            form["client_id"] = self.client_id
-            form["client_secret"] = self._client_secret
-        else:
-            # RFC 6749 §2.3.1: id and secret are form-urlencoded *before* Basic encoding, so a
-            # secret with ':', '+', '%' or '&' reaches the server as it was issued.
-            credentials = f"{quote_plus(self.client_id)}:{quote_plus(self._client_secret)}"
-            basic = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-            headers["Authorization"] = f"Basic {basic}"
+        apply_client_auth(
+            form,
+            headers,
+            client_id=self.client_id,
+            client_secret=self._client_secret,
+            auth_method=self._auth_method,
+        )
         return form, headers
 
     async def _request_once(self) -> FetchedToken:
@@ -419,6 +416,30 @@ class OAuthTokenSource(BaseTokenSource):
                 f"b64token syntax (fingerprint {fingerprint(access)}); refused, not sent"
             )
         return fetched
+
+
+def apply_client_auth(
+    form: dict[str, str],
+    headers: dict[str, str],
+    *,
+    client_id: str,
+    client_secret: str | None,
+    auth_method: str,
+) -> None:
+    """Authenticate a request to the token (or revocation) endpoint as ``auth_method`` says:
+    ``client_secret_basic``, ``client_secret_post``, or ``none`` (a public client names itself
+    in the form; so does any client without a secret)."""
+    if client_secret is None or auth_method == "none":
+        form["client_id"] = client_id
+    elif auth_method == "client_secret_post":
+        form["client_id"] = client_id
+        form["client_secret"] = client_secret
+    else:
+        # RFC 6749 §2.3.1: id and secret are form-urlencoded *before* Basic encoding, so a
+        # secret with ':', '+', '%' or '&' reaches the server as it was issued.
+        credentials = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+        basic = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+        headers["Authorization"] = f"Basic {basic}"
 
 
 def _check_limits(

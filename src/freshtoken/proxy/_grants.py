@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from freshtoken._clock import Clock
-from freshtoken._errors import GrantInDoubtError
+from freshtoken._errors import GrantInDoubtError, InvalidGrantError, TokenSourceError
 from freshtoken._timeline import Timeline, fingerprint
 from freshtoken.proxy._endpoint import (
     DEFAULT_DEADLINE,
@@ -47,7 +47,14 @@ class RefreshTokenSource(OAuthTokenSource):
 
     ``access_token`` (with ``expires_at`` on ``clock``, when known) seeds the source with the
     access token issued alongside ``refresh_token``, so the first request spends no grant; a
-    ``store`` that already holds a token pair takes precedence, being newer.
+    ``store`` that already holds a token pair takes precedence, being newer. A source with an
+    access token and no refresh token (an authorization server that issued none at login) uses
+    the access token until it expires or is refused, then stops with a terminal
+    :class:`~freshtoken.InvalidGrantError` asking for a new login.
+
+    A store rewritten by someone else — ``freshtoken login`` run again while the proxy serves —
+    is adopted before the next grant would be spent (its tokens and its login record's client),
+    and clears a terminal error: logging in again un-sticks a running proxy.
     """
 
     _resend_is_safe = False
@@ -101,11 +108,12 @@ class RefreshTokenSource(OAuthTokenSource):
         self._current = access_token
         self._expires_at = expires_at if access_token is not None else None
         stored = self._store.open() if self._store is not None else None
+        self._store_seen = self._store_signature()
         if stored is not None:
             self._refresh_token = stored.refresh_token
             self._current = stored.access_token
             self._expires_at = stored.expires_at
-        if self._refresh_token is None:
+        if self._refresh_token is None and self._current is None:
             raise ValueError("RefreshTokenSource needs refresh_token or a store holding one")
 
     @property
@@ -126,6 +134,79 @@ class RefreshTokenSource(OAuthTokenSource):
         self._refresh_token = refresh_token
         if self._store is not None:
             self._store.save(StoredTokens(refresh_token))
+            self._store_seen = self._store_signature()
+
+    async def token(self) -> str:
+        if self.terminal_error is not None:
+            await self._recover_from_store()
+        return await super().token()
+
+    async def refresh(self, stale: str | None) -> str:
+        if self.terminal_error is not None:
+            await self._recover_from_store()
+        return await super().refresh(stale)
+
+    async def _recover_from_store(self) -> None:
+        # Stat only: a proxy stuck on a refused grant asks on every request.
+        if self._store is not None and self._store_signature() != self._store_seen:
+            self.reset()
+
+    def _store_signature(self) -> tuple[int, int, int] | None:
+        # Every save replaces the file (a new inode), so any write by anyone changes this.
+        if self._store is None:
+            return None
+        try:
+            stat = self._store.path.stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def _adopt_replaced_store(self) -> FetchedToken | None:
+        """If someone else rewrote the store (a new login), take its tokens and client; return
+        its access token when that is still good, so no grant is spent."""
+        assert self._store is not None
+        signature = self._store_signature()
+        if signature is None or signature == self._store_seen:
+            return None
+        self._store_seen = signature
+        try:
+            stored = self._store.load()
+        except TokenSourceError as exc:
+            log.warning("%s; keeping the tokens held in memory", exc)
+            return None
+        if stored is None:
+            return None
+        login = self._store.login
+        if login is not None and login.grant == "authorization_code":
+            self.token_endpoint = login.token_endpoint
+            self.client_id = login.client_id
+            self._client_secret = login.client_secret
+            self._auth_method = login.auth_method
+            self.resource = login.resource
+        self._refresh_token = stored.refresh_token
+        self._record("store.adopted", refresh=fingerprint(stored.refresh_token))
+        log.info("token store %s was replaced (a new login); using its tokens", self._store.path)
+        access, expires_at = stored.access_token, stored.expires_at
+        now = self.clock.time()
+        if (
+            access is None
+            or access == self._current
+            or (expires_at is not None and expires_at <= now)
+        ):
+            return None
+        return FetchedToken(access, None if expires_at is None else expires_at - now)
+
+    async def _fetch(self) -> FetchedToken:
+        if self._store is not None:
+            replaced = await asyncio.to_thread(self._adopt_replaced_store)
+            if replaced is not None:
+                return replaced
+        if self._refresh_token is None:
+            raise InvalidGrantError(
+                f"token source {self._label()} holds no refresh token (the authorization server "
+                "issued none) and its access token expired or was refused: log in again"
+            )
+        return await super()._fetch()
 
     def _grant(self) -> dict[str, str]:
         assert self._refresh_token is not None
@@ -147,7 +228,6 @@ class RefreshTokenSource(OAuthTokenSource):
             self._record("refresh.rotated", refresh=fingerprint(rotated))
         if self._store is None:
             return
-        assert self._refresh_token is not None
         expires_at = None
         if fetched is not None and fetched.expires_in is not None:
             expires_at = self.clock.time() + fetched.expires_in
@@ -159,6 +239,7 @@ class RefreshTokenSource(OAuthTokenSource):
         try:
             # Off the event loop: an fsync on a slow disk must not stall every other request.
             await asyncio.to_thread(self._store.save, tokens)
+            self._store_seen = self._store_signature()
         except OSError as exc:
             # The rotated refresh token is still held in memory and keeps working until a restart;
             # failing the fetch would not save it, so say so loudly and go on.
