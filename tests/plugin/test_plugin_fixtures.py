@@ -115,7 +115,7 @@ def test_factories_build_several_servers_and_close_last_first(
         """
         import pytest
         from freshtoken.proxy import RefreshTokenSource
-        from freshtoken.scenarios._client import McpClient
+        from freshtoken.scenarios import McpClient
 
         CLOSED = []
 
