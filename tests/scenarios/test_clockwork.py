@@ -27,7 +27,7 @@ async def test_moves_time_exactly_as_far_as_the_sleepers_need() -> None:
 
 async def test_tasks_that_need_no_time_end_it_at_once() -> None:
     clock = ManualClock(start=0)
-    task = asyncio.ensure_future(asyncio.sleep(0))
+    task = asyncio.ensure_future(_paced(clock, 0, 1.0))
     assert await drive_clock(clock, advance=1.0, timeout=5, until=[task])
     assert clock.time() == 0
 
