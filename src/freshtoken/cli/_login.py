@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             prefix = f"{name}: " if args.config is not None else ""
             print(prefix + login_status(target.store).summary())
         return 0
-    if len(targets) != 1:
+    if (args.config is not None and args.target is None) or len(targets) != 1:
         return _fail("name the TARGET to log in to (or use --status)", 2)
     ((name, target),) = targets.items()
     if isinstance(target, ConfigError):

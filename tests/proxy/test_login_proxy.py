@@ -1,0 +1,217 @@
+"""From ``freshtoken login`` to ``freshtoken proxy``: the stored login is all the proxy needs.
+
+A target with ``type = "login"`` names its store and nothing else; the proxy refreshes from the
+login record through rotations, keeps the record when it writes rotated tokens, and a proxy
+stuck on a refused grant recovers when the user logs in again — no restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import RawMCPClient, text_of
+
+from freshtoken import ConfigError
+from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer
+from freshtoken.proxy import LoginTarget, Proxy, load_config, load_login_targets, login
+
+
+async def _freshtoken(*argv: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "freshtoken",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def _config(path: Path, mcp_url: str, ca: Path) -> Path:
+    path.write_text(
+        f"""
+[targets.fake]
+url = "{mcp_url}"
+ca_file = "{ca}"
+[targets.fake.token]
+type = "login"
+store = "state/fake.json"
+ca_file = "{ca}"
+"""
+    )
+    return path
+
+
+async def test_login_then_proxy_serves_through_rotations_over_tls(tmp_path: Path) -> None:
+    with FakeCA() as ca:
+        async with (
+            FakeAuthorizationServer(ssl_context=ca.server_ssl_context()) as auth,
+            FakeMCPServer(
+                authorization_server=auth,
+                ssl_context=ca.server_ssl_context(),
+                response_mode="json",
+            ) as mcp,
+        ):
+            config = _config(tmp_path / "proxy.toml", mcp.url, ca.ca_path)
+            code, out, err = await _freshtoken(
+                "login", "fake", "--config", str(config), "--headless"
+            )
+            assert code == 0, err
+            store = tmp_path / "state" / "fake.json"
+            stored = json.loads(store.read_text())
+            assert out.startswith(f"logged in to {mcp.url}; client ")
+            assert stored["refresh_token"] not in out + err
+            assert stored["access_token"] not in out + err
+
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "freshtoken",
+                "proxy",
+                "--config",
+                str(config),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                assert proc.stdout is not None
+                name, local = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split()
+                assert name == "fake"
+                async with aiohttp.ClientSession() as http:
+                    client = RawMCPClient(http, local)
+                    await client.initialize()
+                    seen = []
+                    for _ in range(3):
+                        status, answer = await client.call("whoami")
+                        assert status == 200, answer
+                        seen.append(text_of(answer))
+                        auth.rotate()  # every access token dies, server-side
+                # The first call used the access token the login stored (no grant spent);
+                # each rotation cost exactly one refresh; nobody was asked to log in again.
+                assert len(set(seen)) == 3
+                refreshes = auth.token_requests_seen("refresh_token")
+                assert [r.status for r in refreshes] == [200, 200]
+                assert auth.authorizations_seen() == 1
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 20)
+            # The rotated refresh token was stored, and the login record kept beside it.
+            after = json.loads(store.read_text())
+            assert after["refresh_token"] != stored["refresh_token"]
+            assert after["login"] == stored["login"]
+            assert proc.returncode == 0
+            auth.check()
+
+
+async def test_a_stuck_proxy_recovers_when_the_user_logs_in_again(tmp_path: Path) -> None:
+    async with (
+        FakeAuthorizationServer() as auth,
+        FakeMCPServer(authorization_server=auth, response_mode="json") as mcp,
+    ):
+        store = tmp_path / "fake.json"
+        first = await login(LoginTarget(url=mcp.url, store=store), mode="headless")
+        config = tmp_path / "proxy.toml"
+        config.write_text(
+            f'[targets.fake]\nurl = "{mcp.url}"\n'
+            f'[targets.fake.token]\ntype = "login"\nstore = "{store}"\n'
+        )
+        target = load_config(config).targets[0]
+        async with Proxy() as proxy, aiohttp.ClientSession() as http:
+            client = RawMCPClient(http, proxy.register("fake", mcp.url, target.source))
+            await client.initialize()
+            # The grant is revoked server-side: the refresh is refused, the proxy is stuck.
+            auth.revoke_family(json.loads(store.read_text())["refresh_token"])
+            status, answer = await client.call("echo", {"text": "hi"})
+            assert status == 502, answer
+            assert "invalid_grant" in json.dumps(answer)
+            refused = len(auth.token_requests_seen("refresh_token"))
+            status, _ = await client.call("echo", {"text": "hi"})
+            assert status == 502
+            assert len(auth.token_requests_seen("refresh_token")) == refused  # terminal: no retry
+
+            second = await login(LoginTarget(url=mcp.url, store=store), mode="headless")
+            assert second.login.client_id == first.login.client_id
+            status, answer = await client.call("echo", {"text": "hi"})
+            assert status == 200, answer
+            # The new login's access token was used as it was: no grant spent to recover.
+            assert len(auth.token_requests_seen("refresh_token")) == refused
+        await target.source.aclose()  # type: ignore[attr-defined]
+
+
+def test_a_login_target_without_a_login_yet_says_what_to_run(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        '[targets.linear]\nurl = "https://mcp.example/mcp"\n'
+        '[targets.linear.token]\ntype = "login"\nstore = "linear.json"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert info.value.field == "targets.linear.token.store"
+    assert f"run `freshtoken login linear --config {config}` first" in str(info.value)
+    # What login itself reads from the same file.
+    [(name, target)] = load_login_targets(config).items()
+    assert name == "linear"
+    assert isinstance(target, LoginTarget)
+    assert target.store == tmp_path / "linear.json"
+    assert target.url == "https://mcp.example/mcp"
+
+
+def test_login_targets_from_a_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GH_SECRET", "s3cret")
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        """
+[targets.github]
+url = "https://mcp.example/github"
+[targets.github.token]
+type = "refresh_token"
+token_endpoint = "https://as.example/token"
+client_id = "gh-client"
+client_secret_env = "GH_SECRET"
+auth_method = "client_secret_post"
+scope = "repo"
+store = "gh.json"
+
+[targets.static]
+url = "https://mcp.example/static"
+[targets.static.token]
+type = "static"
+token = "abc"
+
+[targets.nostore]
+url = "https://mcp.example/nostore"
+[targets.nostore.token]
+type = "refresh_token"
+token_endpoint = "https://as.example/token"
+client_id = "c"
+refresh_token = "r"
+"""
+    )
+    targets = load_login_targets(config)
+    github = targets["github"]
+    assert isinstance(github, LoginTarget)
+    assert (github.client_id, github.client_secret, github.auth_method) == (
+        "gh-client",
+        "s3cret",
+        "client_secret_post",
+    )
+    assert (github.token_endpoint, github.scope, github.store) == (
+        "https://as.example/token",
+        "repo",
+        tmp_path / "gh.json",
+    )
+    static = targets["static"]
+    assert isinstance(static, ConfigError)
+    assert static.field == "targets.static.token.type"
+    nostore = targets["nostore"]
+    assert isinstance(nostore, ConfigError)
+    assert nostore.field == "targets.nostore.token.store"
