@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -187,3 +188,39 @@ async def mcp_harness(
     finally:
         if ca is not None:
             ca.close()
+
+
+@asynccontextmanager
+async def get_stream(
+    h: MCPHarness, *, session: str | None = None, last_event_id: str | None = None
+) -> AsyncIterator[asyncio.Queue[Any]]:
+    """Open the session's GET stream; its messages arrive on the queue as they come (the priming
+    event as ``None``)."""
+    headers = h.headers(session=session or h.session_id, accept="text/event-stream")
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    opened = asyncio.Event()
+
+    async def pump() -> None:
+        async with h.client.stream("GET", h.server.url, headers=headers) as response:
+            assert response.status_code == 200, await response.aread()
+            opened.set()
+            async for event in sse_events(response):
+                await queue.put(event.message)
+
+    task = asyncio.create_task(pump())
+    try:
+        await asyncio.wait_for(opened.wait(), 5)
+        yield queue
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def next_message(queue: asyncio.Queue[Any], *, skip_priming: bool = True) -> Any:
+    """The next message on a stream queue (bounded wait)."""
+    while True:
+        message = await asyncio.wait_for(queue.get(), 5)
+        if message is not None or not skip_priming:
+            return message

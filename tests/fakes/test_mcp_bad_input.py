@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 from mcp_helpers import mcp_harness, message, rpc
+
+from freshtoken import ConfigError
+from freshtoken.fakes import FakeMCPServer
 
 SOCKETS = pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 
@@ -69,3 +77,123 @@ async def test_notifications_and_responses_are_accepted_with_202() -> None:
         assert note.status_code == 202
         reply = await h.post({"jsonrpc": "2.0", "id": 99, "result": {}})
         assert reply.status_code == 202
+
+
+def _raw_call(tool: str, arguments: str, id: int = 5) -> bytes:
+    """A tools/call body with ``arguments`` spliced in as raw text (NaN and 1e400 are not
+    something json.dumps writes)."""
+    return (
+        f'{{"jsonrpc":"2.0","id":{id},"method":"tools/call",'
+        f'"params":{{"name":"{tool}","arguments":{arguments}}}}}'
+    ).encode()
+
+
+@pytest.mark.parametrize("mode", ["json", "sse"])
+async def test_non_finite_and_out_of_range_numbers_get_clean_errors(mode: str) -> None:
+    async with mcp_harness(response_mode=mode) as h:
+        await h.initialize()
+        # JSON has no NaN or Infinity: a body using them does not parse.
+        for arguments in [
+            '{"count": Infinity}',
+            '{"count": NaN}',
+            '{"pace": NaN}',
+            '{"a": -Infinity, "b": 1}',
+        ]:
+            response = await h.client.post(
+                h.server.url, content=_raw_call("stream", arguments), headers=h.headers()
+            )
+            assert response.status_code == 400, arguments
+            assert message(response)["error"]["code"] == -32700
+        # 1e400 is valid JSON for a number no double can hold; 1.5 is not a count.
+        for tool, arguments in [
+            ("stream", '{"count": 1e400}'),
+            ("stream", '{"count": 1.5}'),
+            ("stream", '{"count": -1}'),
+            ("stream", '{"count": 10001}'),
+            ("stream", '{"pace": 1e400}'),
+            ("stream", '{"pace": -0.5}'),
+            ("stream", '{"pace": "1"}'),
+            ("add", '{"a": 1e400, "b": 1}'),
+            ("add", '{"a": 1e308, "b": 1e308}'),
+            ("add", '{"a": true, "b": 1}'),
+        ]:
+            response = await h.client.post(
+                h.server.url, content=_raw_call(tool, arguments), headers=h.headers()
+            )
+            assert response.status_code == 200, arguments
+            error = message(response)["error"]
+            assert error["code"] == -32602, (arguments, error)
+            assert "Traceback" not in error["message"]
+        assert h.timeline.count(actor="mcp", kind="server.error") == 0
+        h.server.check()
+
+
+async def test_bad_paging_and_method_params_are_invalid_params() -> None:
+    async with mcp_harness(page_size=2) as h:
+        await h.initialize()
+        for method, params in [
+            ("tools/list", {"cursor": "not-a-cursor"}),
+            ("tools/list", {"cursor": 5}),
+            ("prompts/list", {"cursor": "bzk5OTk5"}),  # past the end
+            ("resources/read", {"uri": 7}),
+            ("prompts/get", {"name": "test_prompt_with_arguments", "arguments": {"arg1": "x"}}),
+            ("prompts/get", {"name": "test_simple_prompt", "arguments": {"x": 1}}),
+            (
+                "completion/complete",
+                {"ref": {"type": "ref/nothing"}, "argument": {"name": "a", "value": ""}},
+            ),
+            ("logging/setLevel", {"level": "loud"}),
+            ("tools/call", {"name": "echo", "arguments": [1]}),
+        ]:
+            response = await h.post(rpc(method, params, id=11))
+            assert response.status_code == 200, method
+            assert message(response)["error"]["code"] == -32602, (method, params)
+        missing = message(await h.post(rpc("resources/read", {"uri": "test://nope"})))
+        assert missing["error"]["code"] == -32002
+        assert missing["error"]["data"] == {"uri": "test://nope"}
+        h.server.check()
+
+
+async def test_a_body_is_read_whole_however_it_arrives() -> None:
+    async with mcp_harness(max_body=1 << 20) as h:
+        await h.initialize()
+        text = "x" * 300_000
+        body = json.dumps(rpc("tools/call", {"name": "echo", "arguments": {"text": text}}, id=3))
+        big = await h.client.post(h.server.url, content=body.encode(), headers=h.headers())
+        assert message(big)["result"]["content"][0]["text"] == text
+
+        async def two_writes() -> AsyncIterator[bytes]:
+            small = json.dumps(rpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
+            yield small[:20].encode()
+            # The input under test: the rest arrives later, in a second write.
+            await asyncio.sleep(0.05)
+            yield small[20:].encode()
+
+        split = await h.client.post(h.server.url, content=two_writes(), headers=h.headers())
+        assert message(split)["result"]["content"][0]["text"] == "hi"
+
+        async def too_much() -> AsyncIterator[bytes]:
+            for _ in range(20):
+                yield b" " * 65536
+
+        # No Content-Length (chunked): the limit is enforced while reading.
+        over = await h.client.post(h.server.url, content=too_much(), headers=h.headers())
+        assert over.status_code == 413
+        h.server.check()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "line"),
+    [
+        ({"max_body": 0}, "max_body: must be a whole number >= 1, got 0"),
+        ({"page_size": 1.5}, "page_size: must be a whole number >= 1, got 1.5"),
+        ({"max_sessions": True}, "max_sessions: must be a whole number >= 1, got True"),
+        ({"client_timeout": float("nan")}, "client_timeout: must be a finite number > 0, got nan"),
+        ({"client_timeout": float("inf")}, "client_timeout: must be a finite number > 0, got inf"),
+        ({"sse_retry_ms": -1}, "sse_retry_ms: must be a whole number >= 1, got -1"),
+    ],
+)
+def test_server_settings_are_checked(kwargs: dict[str, Any], line: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        FakeMCPServer(**kwargs)
+    assert str(caught.value) == line

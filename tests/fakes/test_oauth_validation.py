@@ -141,3 +141,25 @@ async def test_http_control_arguments_are_checked(oauth: OAuthHarness) -> None:
     assert garbled.json()["error_description"] == "POST /_freshtoken/expire: (body): not valid JSON"
     assert oauth.core.policy == TokenPolicy()
     assert oauth.timeline.count(kind="tokens.rotated") == 0
+
+
+async def test_malformed_redirect_uris_are_refused_not_crashed(oauth: OAuthHarness) -> None:
+    for uri in ["http://[", "http://[::1", "http://host:port/x", "https://example.com/#frag"]:
+        registered = await oauth.client.post(
+            oauth.base + "/register", json={"redirect_uris": [uri]}
+        )
+        assert registered.status_code == 400, uri
+        assert registered.json()["error"] == "invalid_redirect_uri"
+        authorize = await oauth.client.get(
+            oauth.base + "/authorize",
+            params={
+                "response_type": "code",
+                "client_id": oauth.core.client_id,
+                "redirect_uri": uri,
+                "code_challenge": "x" * 43,
+                "code_challenge_method": "S256",
+            },
+        )
+        assert authorize.status_code == 400, uri
+        assert authorize.json()["error"] == "invalid_request"
+    oauth.core.check()

@@ -229,9 +229,20 @@ class McpServerBase:
         self.stream_auth = stream_auth
         self.faults = faults if faults is not None else FaultPlan()
         # Sharing the AS's clock and timeline keeps one story of what happened, in one time.
-        self.clock: Clock = clock or (self._core.clock if self._core is not None else SystemClock())
-        self.timeline: Timeline = timeline or (
-            self._core.timeline if self._core is not None else Timeline(self.clock)
+        self.clock: Clock = (
+            clock
+            if clock is not None
+            else self._core.clock
+            if self._core is not None
+            else SystemClock()
+        )
+        # "is not None", not "or": an empty timeline is falsy (it has a length).
+        self.timeline: Timeline = (
+            timeline
+            if timeline is not None
+            else self._core.timeline
+            if self._core is not None
+            else Timeline(self.clock)
         )
         self._ssl = ssl_context
         self._host = host

@@ -107,10 +107,12 @@ class Controls(Peer):
         return web.json_response({"notified": True})
 
     async def _stats(self, request: web.Request) -> web.Response:
-        # Counters kept as they go: answering never scans the history.
+        # Counters kept as they go and sizes of bounded structures: never a scan of history.
         return web.json_response(
             {
                 "sessions": len(self._sessions),
+                # Bounded by max_sessions x (max_streams_per_session + those still running).
+                "streams": sum(len(session.streams) for session in self._sessions.values()),
                 "requests": self._requests,
                 "running": len(self._running),
                 "timeline_events": len(self.timeline),

@@ -1,7 +1,8 @@
 """The JSON-RPC methods every fake MCP server answers: the lifecycle, tools, resources,
 prompts, completion and logging, with ``cursor``/``nextCursor`` pagination on every list.
 
-Revision differences are kept here: 2026-07-28 has no ``initialize``, no ``logging/setLevel``
+Revision differences are kept here: 2026-07-28 has no ``initialize``, no ``ping``, no
+``logging/setLevel``
 (a request asks for logs in its ``_meta``) and no ``resources/subscribe`` pair (a
 ``subscriptions/listen`` stream, answered by the transport, replaces them); its list and read
 results carry caching directives.
@@ -29,7 +30,7 @@ from freshtoken.fakes._mcp_registry import Registry, complete
 __all__ = ["HANDSHAKE_ONLY", "MODERN_ONLY", "register_methods", "server_capabilities"]
 
 HANDSHAKE_ONLY: Final = frozenset(
-    {"initialize", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+    {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
 )
 """Methods 2026-07-28 removed."""
 MODERN_ONLY: Final = frozenset({"server/discover", "subscriptions/listen"})
@@ -111,12 +112,12 @@ def register_methods(registry: Registry) -> None:
             {
                 "supportedVersions": list(MODERN_VERSIONS),
                 "capabilities": server_capabilities(request.registry, modern=True),
-                "serverInfo": SERVER_INFO,
             },
         )
 
     @registry.method("ping")
     async def ping(request: Request) -> dict[str, Any]:
+        _handshake_only(request)
         return {}
 
     @registry.method("tools/list")

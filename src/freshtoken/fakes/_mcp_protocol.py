@@ -40,6 +40,7 @@ __all__ = [
     "RESOURCE_NOT_FOUND",
     "RESPONSE_MODE_META_KEY",
     "SERVER_INFO",
+    "SERVER_INFO_META_KEY",
     "UNSUPPORTED_PROTOCOL_VERSION",
     "InputRequired",
     "InputRounds",
@@ -73,6 +74,8 @@ UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 
 PROTOCOL_VERSION_META_KEY: Final = "io.modelcontextprotocol/protocolVersion"
 CLIENT_CAPABILITIES_META_KEY: Final = "io.modelcontextprotocol/clientCapabilities"
+SERVER_INFO_META_KEY: Final = "io.modelcontextprotocol/serverInfo"
+"""2026-07-28: where a result names the server (there is no ``initialize`` to say it)."""
 LOG_LEVEL_META_KEY: Final = "io.modelcontextprotocol/logLevel"
 """2026-07-28: the log level a request asks for; without it the server sends no log messages."""
 RESPONSE_MODE_META_KEY: Final = "freshtoken/responseMode"

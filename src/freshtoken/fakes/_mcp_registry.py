@@ -21,6 +21,8 @@ from freshtoken._errors import ConfigError
 from freshtoken.fakes._mcp_protocol import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    SERVER_INFO,
+    SERVER_INFO_META_KEY,
     InputRequired,
     MethodHandler,
     PeerState,
@@ -404,4 +406,5 @@ class Registry:
             return needed.result()
         if request.modern:
             result.setdefault("resultType", "complete")
+            result.setdefault("_meta", {}).setdefault(SERVER_INFO_META_KEY, SERVER_INFO)
         return result

@@ -52,7 +52,12 @@ class SseWriter(McpServerBase):
         try:
             await response.prepare(ex.request)
             self.timeline.record(
-                ACTOR, "response", request_id=ex.request_id, status=200, mode="sse"
+                ACTOR,
+                "response",
+                request_id=ex.request_id,
+                status=200,
+                mode="sse",
+                http_method=ex.http_method,
             )
             if priming:
                 await response.write(
