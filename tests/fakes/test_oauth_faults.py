@@ -80,6 +80,40 @@ async def test_reset_drops_the_connection_then_recovers(oauth: OAuthHarness) -> 
     assert oauth.core.token_requests == 2
 
 
+async def test_a_lost_response_rotates_the_refresh_token_the_client_never_sees(
+    oauth: OAuthHarness,
+) -> None:
+    pair = oauth.core.issue_tokens()
+    oauth.core.fail_next(lose_response=True)
+    with pytest.raises(httpx.TransportError):
+        await oauth.refresh(pair.refresh_token)
+    # The grant went through: a new pair was issued and the presented refresh token superseded.
+    issued = oauth.timeline.select(kind="token.issued")
+    assert [e.detail["grant_type"] for e in issued] == ["seed", "refresh_token"]
+    (request,) = oauth.timeline.select(kind="token.request")
+    assert request.status == 200
+    assert oauth.timeline.select(kind="fault")[0].detail["what"] == "lost-response"
+    (seen,) = oauth.core.token_requests_seen("refresh_token")
+    assert (seen.status, seen.error) == (None, "fault")
+    # Presenting the old refresh token again now looks like theft: the family is revoked.
+    replay = await oauth.refresh(pair.refresh_token)
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    assert oauth.core.validate_access_token(pair.access_token) is None
+
+
+async def test_with_a_grace_window_the_lost_refresh_token_still_works(oauth: OAuthHarness) -> None:
+    oauth.core.policy.update({"grace_period": 30})
+    pair = oauth.core.issue_tokens()
+    oauth.core.fail_next(lose_response=True)
+    with pytest.raises(httpx.TransportError):
+        await oauth.refresh(pair.refresh_token)
+    oauth.clock.advance(10)
+    again = await oauth.refresh(pair.refresh_token)
+    assert again.status_code == 200
+    assert oauth.core.validate_access_token(again.json()["access_token"]) is not None
+
+
 async def test_delay_waits_for_the_manual_clock(oauth: OAuthHarness) -> None:
     oauth.core.fail_next(delay=30)
     pending = asyncio.create_task(oauth.token(GRANT))

@@ -85,7 +85,19 @@ FAULT_ERRORS = [
     ({"delay": float("nan")}, "delay", "Input should be a finite number"),
     ({"reset": "yes"}, "reset", "Input should be a valid boolean"),
     ({"garbage": 1}, "garbage", "Input should be a valid boolean"),
+    ({"lose_response": "yes"}, "lose_response", "Input should be a valid boolean"),
 ]
+
+
+@pytest.mark.parametrize(
+    "flags", [{"reset": True, "lose_response": True}, {"garbage": True, "lose_response": True}]
+)
+def test_a_fault_fails_one_way_only(flags: dict[str, bool]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        OAuthCore().fail_next(**flags)
+    assert str(caught.value) == (
+        "fail_next: (top level): reset, garbage and lose_response exclude each other"
+    )
 
 
 @pytest.mark.parametrize(("kwargs", "field", "reason"), FAULT_ERRORS)

@@ -207,10 +207,17 @@ class FakeAuthorizationServer(AsyncLifecycle):
         delay: float = 0.0,
         reset: bool = False,
         garbage: bool = False,
+        lose_response: bool = False,
     ) -> None:
         """See :meth:`OAuthCore.fail_next`."""
         self.core.fail_next(
-            times, status=status, error=error, delay=delay, reset=reset, garbage=garbage
+            times,
+            status=status,
+            error=error,
+            delay=delay,
+            reset=reset,
+            garbage=garbage,
+            lose_response=lose_response,
         )
 
     def add_token_fault(self, fault: TokenFault) -> None:

@@ -246,6 +246,7 @@ class OAuthCore:
         delay: float = 0.0,
         reset: bool = False,
         garbage: bool = False,
+        lose_response: bool = False,
     ) -> None:
         """Fault the next ``times`` token-endpoint requests (queued after faults already pending).
 
@@ -253,9 +254,8 @@ class OAuthCore:
         :class:`ConfigError` (``fail_next: <argument>: <reason>``).
         """
         args = {"times": times, "status": status, "error": error, "delay": delay}
-        self.add_token_fault(
-            parse(TokenFault, {**args, "reset": reset, "garbage": garbage}, source="fail_next")
-        )
+        flags = {"reset": reset, "garbage": garbage, "lose_response": lose_response}
+        self.add_token_fault(parse(TokenFault, {**args, **flags}, source="fail_next"))
 
     def add_token_fault(self, fault: TokenFault) -> None:
         """Queue ``fault`` for the next token-endpoint requests, after faults already pending."""
@@ -367,7 +367,7 @@ class OAuthCore:
         client_id = basic_client_id(request) or form.get("client_id")
         presented = fingerprint(form.get("refresh_token"))
 
-        if fault is not None and not fault.passes_through:
+        if fault is not None and not fault.passes_through and not fault.lose_response:
             response = fault.response()
             status = None if fault.reset else fault.status
             self._saw(grant_type, client_id, status, "fault", presented)
@@ -388,7 +388,12 @@ class OAuthCore:
                 response = exc.response()
                 detail = {"grant_type": grant_type, "client_id": client_id}
                 events.append(("token.refused", {"status": exc.status, "error": error, **detail}))
-        self._saw(grant_type, client_id, response.status, error, presented)
+        if fault is not None and fault.lose_response:
+            # Processed (a refresh token rotated, as the timeline says), then the answer is lost:
+            # the client saw no status at all.
+            self._saw(grant_type, client_id, None, "fault", presented)
+        else:
+            self._saw(grant_type, client_id, response.status, error, presented)
         self.timeline.record(
             ACTOR,
             "token.request",
@@ -397,6 +402,9 @@ class OAuthCore:
             client_id=client_id,
         )
         self._recorder.flush(events)
+        if fault is not None and fault.lose_response:
+            self.timeline.record(ACTOR, "fault", what=fault.what, delay=fault.delay)
+            return CoreResponse(0, delay=fault.delay, reset=True)
         if fault is not None:
             self.timeline.record(ACTOR, "fault", what=fault.what, delay=fault.delay)
             response.delay = fault.delay

@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Annotated, Final
 
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictInt, model_validator
 
 from freshtoken._schema import Flag, PositiveCount, Seconds
 from freshtoken.fakes._oauth_models import NO_STORE, CoreResponse, json_response
@@ -26,8 +26,10 @@ class TokenFault(Spec):
 
     It answers ``status`` with an RFC 6749 error body for ``error`` (a plain-text body when
     ``error`` is None), after ``delay`` seconds on the server's clock. ``reset`` drops the
-    connection instead; ``garbage`` answers ``status`` with a body that is not JSON. A fault
-    with a status below 400 (and neither reset nor garbage) lets the request through normally
+    connection instead; ``garbage`` answers ``status`` with a body that is not JSON.
+    ``lose_response`` processes the grant as usual (a refresh token rotates) and then drops the
+    connection before answering: how a client loses the only copy of its new refresh token. A
+    fault with a status below 400 (and none of those three) lets the request through normally
     and only delays the answer.
     """
 
@@ -37,15 +39,24 @@ class TokenFault(Spec):
     delay: Seconds = 0.0
     reset: Flag = False
     garbage: Flag = False
+    lose_response: Flag = False
+
+    @model_validator(mode="after")
+    def _one_way_to_fail(self) -> TokenFault:
+        if sum((self.reset, self.garbage, self.lose_response)) > 1:
+            raise ValueError("reset, garbage and lose_response exclude each other")
+        return self
 
     @property
     def passes_through(self) -> bool:
         """A fault with a success status only delays an otherwise normal answer."""
-        return self.status < 400 and not self.reset and not self.garbage
+        return self.status < 400 and not self.reset and not self.garbage and not self.lose_response
 
     @property
     def what(self) -> str:
-        """How the fault shows on the timeline: reset, garbage, delay or status."""
+        """How the fault shows on the timeline: reset, garbage, lost-response, delay or status."""
+        if self.lose_response:
+            return "lost-response"
         if self.reset:
             return "reset"
         if self.garbage:
