@@ -20,7 +20,8 @@ async def main() -> None:
     timeline = Timeline()
     async with (
         FakeAuthorizationServer(timeline=timeline) as authorization,
-        FakeMCPServer(authorization_server=authorization) as mcp,
+        # JSON answers unless a request asks for SSE (the fake's own default is SSE).
+        FakeMCPServer(authorization_server=authorization, response_mode="json") as mcp,
     ):
         direct = authorization.issue_tokens(scope="mcp")
         proxied = authorization.issue_tokens(scope="mcp")
