@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -143,3 +144,36 @@ async def test_usage_errors_exit_2(tmp_path: Path, argv: list[str], message: str
     assert out == ""
     assert message.format(config=config) in err
     assert err.count("\n") == 1
+
+
+def _readme_login_section() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Logging in: `freshtoken login`\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_readme_login_section_matches_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freshtoken.cli._login import EXIT_CODES
+    from freshtoken.proxy import LoginTarget, load_login_targets
+
+    section = _readme_login_section()
+    [toml] = re.findall(r"```toml\n(.*?)```", section, flags=re.DOTALL)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "proxy.toml").write_text(toml)
+    [(name, target)] = load_login_targets(tmp_path / "proxy.toml").items()
+    assert name == "linear"
+    assert isinstance(target, LoginTarget)
+    assert target.store == tmp_path / ".config" / "freshtoken" / "linear.json"
+    codes = [int(code) for code in re.findall(r"^\| (\d) \| ", section, flags=re.MULTILINE)]
+    assert codes == sorted(EXIT_CODES)
+    # Every conformance scenario is listed with its result.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
+    try:
+        from test_login_conformance import PASSING, REFUSED
+    finally:
+        sys.path.pop(0)
+    for scenario in [*PASSING, *REFUSED]:
+        short = scenario.removeprefix("auth/token-endpoint-auth")
+        assert scenario in section or short in section, scenario
