@@ -60,3 +60,41 @@ async def test_a_predicate_may_query_the_timeline_itself() -> None:
     timeline.record("mcp", "response")
     assert (await waiter).seq == 1
     assert (await timeline.wait_for(lambda e: timeline.count() == 2, timeout=1)).seq == 0
+
+
+def test_clear_keeps_sequence_numbers_so_since_marks_stay_valid() -> None:
+    timeline = Timeline()
+    timeline.record("a", "one")
+    timeline.record("a", "two")
+    mark = timeline.next_seq
+    timeline.clear()
+    assert timeline.select() == []
+    event = timeline.record("a", "three")
+    assert event.seq == 2
+    assert [e.kind for e in timeline.select(since=mark)] == ["three"]
+    assert timeline.count(since=mark + 1) == 0
+
+
+def test_max_events_keeps_the_newest_and_since_still_counts_by_seq() -> None:
+    timeline = Timeline(max_events=3)
+    for n in range(10):
+        timeline.record("a", f"e{n}")
+    assert [e.kind for e in timeline.events] == ["e7", "e8", "e9"]
+    assert [e.kind for e in timeline.select(since=8)] == ["e8", "e9"]
+    assert [e.kind for e in timeline.select(since=0)] == ["e7", "e8", "e9"]
+    assert timeline.next_seq == 10
+
+
+async def test_wait_for_since_ignores_events_before_the_mark_after_clear() -> None:
+    timeline = Timeline()
+    timeline.record("a", "old")
+    mark = timeline.next_seq
+    timeline.clear()
+    timeline.record("a", "new")
+    found = await timeline.wait_for(lambda e: e.actor == "a", since=mark, timeout=1)
+    assert found.kind == "new"
+
+
+def test_max_events_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_events"):
+        Timeline(max_events=0)

@@ -260,9 +260,7 @@ async def test_sse_auth_failure_in_first_event_is_replayed_and_healthy_streams_a
         response = asyncio.ensure_future(
             s.client.http.post(s.url, json=message, headers=s.client.headers())
         )
-        async with asyncio.timeout(5):
-            while not clock.sleepers:
-                await asyncio.sleep(0.01)
+        await clock.wait_for_sleepers(1)
         clock.advance(10)
         resp = await asyncio.wait_for(response, 5)
         assert resp.headers["Content-Type"].startswith("text/event-stream")
@@ -274,12 +272,11 @@ async def test_sse_auth_failure_in_first_event_is_replayed_and_healthy_streams_a
         assert len([m for m in sse_messages(seen + b"\n\n") if "method" in m]) == 1
         assert progress, "the server has sent its first event"
         rest_task = asyncio.ensure_future(resp.content.read())
-        async with asyncio.timeout(5):
-            while not rest_task.done():
-                if clock.sleepers:
-                    clock.advance(10)
-                await asyncio.sleep(0.01)
-        rest = rest_task.result()
+        # The two remaining events each wait for the clock; move it once per parked sleeper.
+        for _ in range(2):
+            await clock.wait_for_sleepers(1)
+            clock.advance(10)
+        rest = await asyncio.wait_for(rest_task, 5)
         messages = sse_messages(seen + rest)
         assert [m.get("method") for m in messages if "method" in m] == [
             "notifications/progress"
@@ -307,9 +304,7 @@ async def test_stateless_revision_client_disconnect_cancels_the_upstream_request
         }
         headers = {**s.client.headers(), "Mcp-Method": "tools/call", "Mcp-Name": "stream"}
         response = asyncio.ensure_future(s.client.http.post(s.url, json=message, headers=headers))
-        async with asyncio.timeout(5):
-            while not clock.sleepers:
-                await asyncio.sleep(0.01)
+        await clock.wait_for_sleepers(1)
         clock.advance(10)
         resp = await asyncio.wait_for(response, 5)
         assert resp.status == 200, await resp.text()
