@@ -1,5 +1,7 @@
-"""Bounded HTTP for the login flow: JSON documents, dynamic client registration (RFC 7591) and
-token revocation (RFC 7009), with one error type whose kind is the command's exit code.
+"""The login flow's OAuth client parts: bounded HTTP for JSON documents, dynamic client
+registration (RFC 7591), token revocation (RFC 7009), the code exchange through the proxy's own
+token-endpoint client, PKCE, and the loopback listener for the redirect (RFC 8252 §7.3) that
+checks ``state`` and ``iss`` (RFC 9207). :class:`LoginError` carries which step failed.
 
 Every request has a total deadline and a cap on what is read: a metadata document or a
 registration answer is a few KiB, so an endpoint that drips or floods cannot hold the login
