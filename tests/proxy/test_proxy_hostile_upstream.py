@@ -404,3 +404,25 @@ async def test_a_401_whose_body_is_cut_is_still_replayed() -> None:
         assert await _post(url) == (200, {"jsonrpc": "2.0", "id": 7, "result": {}})
     assert [b"Bearer t1" in r for r in raw.requests] == [True, False]
     assert b"Authorization: Bearer t2" in raw.requests[1]
+
+
+async def test_a_pooled_connection_cut_during_the_answer_is_not_resent() -> None:
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, total: int
+    ) -> None:
+        if n == 1:
+            writer.write(reply(OK, JSON))
+        else:
+            # The server took the request and began to answer: it must not run twice.
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        await writer.drain()
+        if n > 1:
+            writer.close()
+
+    async with raw_server(script) as raw, Proxy() as proxy:
+        url = proxy.register("up", raw.origin + "/mcp", StaticTokenSource("t"))
+        assert (await _post(url))[0] == 200
+        status, body = await _post(url)
+    assert status == 502
+    _error(body)
+    assert (raw.connections, len(raw.requests)) == (1, 2)

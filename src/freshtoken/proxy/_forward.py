@@ -304,7 +304,7 @@ class Forwarder:
                     # A pooled connection the server closed just as the request went out: the
                     # request never reached it, so it is sent once more on a new connection,
                     # whatever its method. A new connection that fails is not retried.
-                    if fresh or not attempt.reused or isinstance(exc, aiohttp.ClientConnectorError):
+                    if fresh or not attempt.reused or not _nothing_answered(exc):
                         raise _UpstreamFailure(502, _describe(exc)) from None
                     log.debug("target %s: pooled connection was closed; resending", target.name)
                 except aiohttp.ConnectionTimeoutError:
@@ -531,6 +531,16 @@ async def _newer_than(source: TokenSource, stale: str) -> str | None:
     if isinstance(source, BaseTokenSource):
         return await source.current_if_newer(stale)
     return None
+
+
+def _nothing_answered(exc: aiohttp.ClientError) -> bool:
+    """Whether a failed exchange shows no sign of an answer (no part of a response head)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False  # a connection that never opened: not a stale pooled one
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # aiohttp puts the part of a response head it had parsed in ``message``.
+        return isinstance(exc.message, str)
+    return True
 
 
 def _describe(exc: BaseException) -> str:
