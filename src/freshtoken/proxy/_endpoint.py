@@ -247,12 +247,25 @@ class OAuthTokenSource(BaseTokenSource):
         """Take what else a token response carries (a rotated refresh token) before the access
         token is handed out; ``fetched`` is None when the access token was refused."""
 
+    def _may_resend_in_doubt(self, sent_at: float) -> bool:
+        """Whether a grant sent at ``sent_at`` whose outcome is unknown may go out once more."""
+        return False
+
     async def _fetch(self) -> FetchedToken:
         attempt = 0
+        resent = False
         while True:
+            sent_at = self.clock.time()
             try:
                 return await self._request_once()
             except _MaybeProcessed as exc:
+                if not self._resend_is_safe and not resent and self._may_resend_in_doubt(sent_at):
+                    # The endpoint still honours the old refresh token (its grace window), so
+                    # sending it again is how a lost answer is recovered, once.
+                    resent = True
+                    self._record("refresh.resend", error=exc.what)
+                    log.info("token source %s: %s; sent once more", self._label(), exc.what)
+                    continue
                 if not self._resend_is_safe:
                     raise GrantInDoubtError(
                         f"token endpoint {self.token_endpoint}: the refresh grant was sent but "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,8 +43,11 @@ class RefreshTokenSource(OAuthTokenSource):
     ``max_retries`` times with jittered, capped exponential backoff on ``clock``, honouring
     ``Retry-After`` up to ``max_retry_wait``; a grant that may have been processed (read timeout,
     connection lost after the request was written) is never sent again
-    (:class:`~freshtoken.GrantInDoubtError`, terminal). ``timeout`` bounds each network
-    operation, ``deadline`` a whole request, ``max_response_bytes`` the answer.
+    (:class:`~freshtoken.GrantInDoubtError`, terminal) — unless the endpoint keeps a superseded
+    refresh token valid for a while and ``refresh_grace`` says for how long (seconds): then it
+    goes out once more within that window, which recovers an answer lost on the way.
+    ``timeout`` bounds each network operation, ``deadline`` a whole request,
+    ``max_response_bytes`` the answer.
 
     ``access_token`` (with ``expires_at`` on ``clock``, when known) seeds the source with the
     access token issued alongside ``refresh_token``, so the first request spends no grant; a
@@ -81,7 +85,15 @@ class RefreshTokenSource(OAuthTokenSource):
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         auth_method: str = "client_secret_basic",
         allow_insecure_http: bool = False,
+        refresh_grace: float = 0.0,
     ) -> None:
+        if (
+            isinstance(refresh_grace, bool)
+            or not isinstance(refresh_grace, int | float)
+            or not 0 <= refresh_grace < math.inf
+        ):
+            raise ValueError(f"refresh_grace must be a finite number >= 0, got {refresh_grace!r}")
+        self.refresh_grace = float(refresh_grace)
         super().__init__(
             token_endpoint=token_endpoint,
             client_id=client_id,
@@ -207,6 +219,9 @@ class RefreshTokenSource(OAuthTokenSource):
                 "issued none) and its access token expired or was refused: log in again"
             )
         return await super()._fetch()
+
+    def _may_resend_in_doubt(self, sent_at: float) -> bool:
+        return self.clock.time() - sent_at < self.refresh_grace
 
     def _grant(self) -> dict[str, str]:
         assert self._refresh_token is not None

@@ -270,6 +270,8 @@ class Harness:
             clock=self.clock,
             verify=self.verify,
             timeline=self.timeline,
+            # Configured as a user would for an AS that documents its grace window.
+            refresh_grace=self.setup.grace_period,
         )
         self._stack.push_async_callback(source.aclose)
         return source
