@@ -65,7 +65,7 @@ class Setup:
     """
 
     protocol_version: ProtocolVersion = "2025-11-25"
-    response_mode: ResponseMode = "json"
+    response_mode: ResponseMode = "sse"
     access_ttl: PositiveSeconds = 3600.0
     report_expires_in: Flag = True
     rotate_refresh_tokens: Flag = True

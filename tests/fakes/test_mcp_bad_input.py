@@ -179,6 +179,8 @@ async def test_a_body_is_read_whole_however_it_arrives() -> None:
         # No Content-Length (chunked): the limit is enforced while reading.
         over = await h.client.post(h.server.url, content=too_much(), headers=h.headers())
         assert over.status_code == 413
+        statuses = [e.status for e in h.timeline.select(actor="mcp", kind="response")]
+        assert statuses.count(413) == 1  # only the one refused
         h.server.check()
 
 

@@ -149,15 +149,15 @@ class FakeMCPServer(Controls, Registration, AsyncLifecycle):
 
     async def _read_json(self, ex: Exchange) -> Any:
         request = ex.request
-        too_big = self._rpc_error(ex, 413, INVALID_REQUEST, f"body exceeds {self._max_body} bytes")
+        too_big = f"body exceeds {self._max_body} bytes"
         if request.content_length is not None and request.content_length > self._max_body:
-            raise too_big
+            raise self._rpc_error(ex, 413, INVALID_REQUEST, too_big)
         # Read to the end: one read returns only what has arrived so far.
         body = bytearray()
         while chunk := await request.content.readany():
             body += chunk
             if len(body) > self._max_body:
-                raise too_big
+                raise self._rpc_error(ex, 413, INVALID_REQUEST, too_big)
         try:
             return json.loads(body, parse_constant=_not_json)
         except (ValueError, RecursionError):

@@ -29,6 +29,19 @@ _ACCEPT_BOTH = "application/json, text/event-stream"
 _PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 _CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
 _RESPONSE_MODE_META = "freshtoken/responseMode"
+# What this client can be asked, and what it answers: a server request during a call is
+# answered with a POST, which is where a rotated token can bite.
+_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}, "roots": {"listChanged": False}}
+_ANSWERS: dict[str, dict[str, Any]] = {
+    "sampling/createMessage": {
+        "role": "assistant",
+        "content": {"type": "text", "text": "freshtoken"},
+        "model": "freshtoken-scenarios",
+    },
+    "elicitation/create": {"action": "decline"},
+    "roots/list": {"roots": []},
+    "ping": {},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,9 @@ class Exchange:
     last_event_id: str | None = None
     cut: bool = False
     transport_error: str | None = None
+    unanswered: str | None = None
+    """Why the client gave up on this response: it could not deliver its answer to a server
+    request."""
 
     @property
     def is_sse(self) -> bool:
@@ -149,7 +165,7 @@ class McpClient:
         request_id = next(self._ids)
         params = {
             "protocolVersion": self.protocol_version,
-            "capabilities": {},
+            "capabilities": _CAPABILITIES,
             "clientInfo": {"name": "freshtoken-scenarios", "version": "1"},
         }
         exchange = await self._send_with_auth("initialize", params, request_id, name=None)
@@ -320,7 +336,7 @@ class McpClient:
                 headers["Mcp-Name"] = name
             meta = dict(params.get("_meta", {}))
             meta.setdefault(_PROTOCOL_VERSION_META, self.protocol_version)
-            meta.setdefault(_CLIENT_CAPABILITIES_META, {})
+            meta.setdefault(_CLIENT_CAPABILITIES_META, _CAPABILITIES)
             params = {**params, "_meta": meta}
         headers.update(extra_headers or {})
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
@@ -404,10 +420,14 @@ class McpClient:
                 if message.get("id") == request_id and "method" not in message:
                     exchange.response = message
                     break
+                if "method" in message and "id" in message:
+                    exchange.unanswered = await self._answer(message, request_id)
+                    if exchange.unanswered is not None:
+                        break
         except httpx.HTTPError as exc:
             exchange.transport_error = f"{type(exc).__name__}: {exc}"
         exchange.body = "\n".join(chunks).encode()
-        if exchange.response is None:
+        if exchange.response is None and exchange.unanswered is None:
             exchange.cut = True
             self.timeline.record(
                 self.name,
@@ -415,6 +435,37 @@ class McpClient:
                 request_id=str(request_id),
                 last_event_id=exchange.last_event_id,
             )
+
+    async def _answer(self, message: dict[str, Any], request_id: int) -> str | None:
+        """Answer a server request met on a call's stream with a POST (through the auth strategy,
+        like any send); say why not if it could not be delivered."""
+        method = str(message.get("method"))
+        answer: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
+        if method in _ANSWERS:
+            answer["result"] = _ANSWERS[method]
+        else:
+            answer["error"] = {"code": -32601, "message": f"Method not found: {method}"}
+        self.timeline.record(self.name, "server.request", request_id=str(request_id), method=method)
+
+        async def send(authorization: str | None) -> Exchange:
+            headers = await self._headers(authorization)
+            headers["Content-Type"] = "application/json"
+            self.timeline.record(
+                self.name,
+                "send",
+                request_id=str(request_id),
+                token=_bearer(authorization),
+                method=f"answer {method}",
+            )
+            post = self._http.build_request("POST", self.url, headers=headers, json=answer)
+            return await self._exchange(post, request_id)
+
+        sent = await self._with_auth(send, request_id)
+        if sent.status == 202:
+            return None
+        why = f"could not answer {method}: HTTP {sent.status or sent.transport_error}"
+        self.timeline.record(self.name, "answer.failed", request_id=str(request_id), error=why)
+        return why
 
     # -- the standalone GET stream -------------------------------------------------------------
 
@@ -506,6 +557,8 @@ def _parse_json_body(exchange: Exchange, request_id: int) -> None:
 
 
 def _outcome(exchange: Exchange) -> CallOutcome:
+    if exchange.unanswered is not None:
+        return CallOutcome(status=exchange.status, error=exchange.unanswered)
     if exchange.transport_error is not None and exchange.response is None:
         return CallOutcome(status=exchange.status or None, error=exchange.transport_error)
     message = exchange.response

@@ -161,7 +161,8 @@ class AuthorizationControl:
 
     ``rotate`` invalidates every access token now; ``expire`` expires the seeded access token;
     ``revoke`` revokes the seeded grant family; ``fail_next`` fails the next ``times`` token requests
-    (``status``, ``error``, ``delay``, ``reset``, ``garbage``); ``replay_refresh`` presents the
+    (``status``, ``error``, ``delay``, ``reset``, ``garbage``, ``lose_response``: processed, then
+    the answer is lost); ``replay_refresh`` presents the
     seeded refresh token again, as a leaked or stale copy would (reuse detection).
     """
 
@@ -172,6 +173,7 @@ class AuthorizationControl:
     delay: Seconds = 0.0
     reset: Flag = False
     garbage: Flag = False
+    lose_response: Flag = False
     kind: ClassVar[str] = "authorization"
     client_step: ClassVar[bool] = False
 

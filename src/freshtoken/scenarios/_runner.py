@@ -260,6 +260,7 @@ class _Play:
                 delay=step.delay,
                 reset=step.reset,
                 garbage=step.garbage,
+                lose_response=step.lose_response,
             )
         else:
             # A stale copy of the seeded refresh token is presented again (another process

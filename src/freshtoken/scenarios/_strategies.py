@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from freshtoken._setup import REFRESHABLE_STYLES, RESPONSE_MODES, STATELESS_VERSION
+from freshtoken._setup import REFRESHABLE_STYLES, STATELESS_VERSION
 from freshtoken.fakes import ACTION_TYPES, CutStream, Fault, FaultPlan, Match, TokenPolicy
 from freshtoken.scenarios._model import (
     Advance,
@@ -64,7 +64,7 @@ def setups(
     *,
     policies: st.SearchStrategy[TokenPolicy] | None = None,
     protocol_versions: Sequence[str] = ("2025-11-25", "2025-06-18", "2026-07-28"),
-    response_modes: Sequence[str] = RESPONSE_MODES,
+    response_modes: Sequence[str] = ("sse", "json"),
     auth_failure_styles: Sequence[str] = REFRESHABLE_STYLES,
 ) -> st.SearchStrategy[Setup]:
     """How the fakes are configured. Shrinks toward the first of each choice and the default policy.
