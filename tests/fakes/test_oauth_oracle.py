@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from oauth_helpers import TRANSPORTS, OAuthHarness, oauth_harness, pkce_pair, redirect_params
 
-from freshtoken import fingerprint
-from freshtoken.fakes import CoreRequest, FakeAuthorizationServer, OAuthCore, SeenTokenRequest
+from freshtoken import ManualClock, fingerprint
+from freshtoken.fakes import (
+    CoreRequest,
+    FakeAuthorizationServer,
+    OAuthCore,
+    SeenTokenRequest,
+    TokenPolicy,
+)
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -132,3 +141,39 @@ async def test_the_server_re_exposes_the_record() -> None:
         assert server.token_requests_seen("refresh_token") == []
         assert server.authorizations_seen() == 0
         server.check()
+
+
+async def test_a_long_run_forgets_dead_tokens_and_keeps_the_live_ones() -> None:
+    """Many refreshes on a small store: what can no longer be used is forgotten, oldest first;
+    what still works stays, and counters keep counting everything."""
+    clock = ManualClock()
+    core = OAuthCore(clock=clock, keep_tokens=20, policy=TokenPolicy(access_ttl=5))
+    pair = core.issue_tokens()
+    refresh = pair.refresh_token
+    for _ in range(200):
+        clock.advance(1)
+        answer = core.handle(_refresh_request(core, refresh))
+        assert answer.status == 200
+        refresh = json.loads(answer.body)["refresh_token"]
+    stats = core.stats()
+    assert stats["access_tokens_issued"] == stats["refresh_tokens_issued"] == 201
+    assert stats["access_tokens_held"] <= 21
+    assert stats["refresh_tokens_held"] <= 21
+    # The newest tokens still work: nothing live was forgotten.
+    latest = json.loads(answer.body)
+    assert core.validate_access_token(latest["access_token"]) is not None
+    assert core.handle(_refresh_request(core, refresh)).status == 200
+    core.check()
+
+
+def _refresh_request(core: OAuthCore, refresh_token: str) -> CoreRequest:
+    credentials = base64.b64encode(f"{core.client_id}:{core.client_secret}".encode()).decode()
+    return CoreRequest(
+        method="POST",
+        path="/token",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Basic {credentials}",
+        },
+        body=urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token}).encode(),
+    )

@@ -48,7 +48,7 @@ from freshtoken.fakes._oauth_models import (
     TokenPolicy,
     json_response,
 )
-from freshtoken.fakes._oauth_store import TokenStore, UnknownTokenError
+from freshtoken.fakes._oauth_store import KEEP_TOKENS, TokenStore, UnknownTokenError
 from freshtoken.fakes._spec import Spec
 
 __all__ = ["OAuthCore"]
@@ -73,7 +73,8 @@ class OAuthCore:
     One pre-registered confidential client (:attr:`client_id`, :attr:`client_secret`) may use
     every grant. ``scopes_supported`` bounds what may be requested (else ``invalid_scope``).
     ``max_seen`` bounds the record :meth:`token_requests_seen` returns (the newest are kept;
-    :meth:`stats` counts every request). ``token_endpoint_auth_methods`` restricts (and
+    :meth:`stats` counts every request); ``keep_tokens`` how many access and refresh tokens are
+    held before the oldest unusable ones are forgotten. ``token_endpoint_auth_methods`` restricts (and
     advertises) how clients may authenticate; ``metadata_paths`` where the RFC 8414 document
     is served (the OAuth well-known path, the OpenID configuration path, or both). Public
     methods are safe to call from any thread while a server runs on another.
@@ -88,6 +89,7 @@ class OAuthCore:
         policy: TokenPolicy | None = None,
         scopes_supported: Sequence[str] = ("mcp", "read", "write", "offline_access"),
         max_seen: int = 10_000,
+        keep_tokens: int = KEEP_TOKENS,
         token_endpoint_auth_methods: Sequence[str] = AUTH_METHODS,
         metadata_paths: Sequence[str] = (METADATA_PATH,),
     ) -> None:
@@ -113,7 +115,7 @@ class OAuthCore:
         self._lock = threading.RLock()
         self._recorder = Recorder(self.timeline)
         self._store = TokenStore(
-            clock=self.clock, policy=lambda: self.policy, recorder=self._recorder
+            clock=self.clock, policy=lambda: self.policy, recorder=self._recorder, keep=keep_tokens
         )
         self._grants = Grants(
             self._store,
@@ -303,8 +305,10 @@ class OAuthCore:
                 },
                 "authorizations": self._endpoints.authorizations,
                 "faults_pending": self.faults_pending,
-                "access_tokens_issued": len(self._store.access),
-                "refresh_tokens_issued": len(self._store.refresh),
+                "access_tokens_issued": self._store.issued_access,
+                "refresh_tokens_issued": self._store.issued_refresh,
+                "access_tokens_held": len(self._store.access),
+                "refresh_tokens_held": len(self._store.refresh),
                 "clients": len(self._store.clients),
                 "errors": len(self.errors),
             }

@@ -5,10 +5,11 @@ Not thread-safe on its own: :class:`~freshtoken.fakes.OAuthCore` holds its lock 
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigError
@@ -23,7 +24,7 @@ from freshtoken.fakes._oauth_models import (
     TokenPolicy,
 )
 
-__all__ = ["Access", "Code", "Family", "Refresh", "TokenStore", "UnknownTokenError"]
+__all__ = ["KEEP_TOKENS", "Access", "Code", "Family", "Refresh", "TokenStore", "UnknownTokenError"]
 
 
 class UnknownTokenError(ConfigError):
@@ -70,12 +71,30 @@ class Code:
     family: Family | None = None
 
 
+_T = TypeVar("_T")
+
+KEEP_TOKENS: Final = 10_000
+"""Tokens of each kind a store holds before it forgets the oldest that can no longer be used."""
+
+
 class TokenStore:
-    """What the server has issued, and the rules that say whether it is still good."""
+    """What the server has issued, and the rules that say whether it is still good.
+
+    A long run stays small: past ``keep`` access tokens, the oldest dead ones (expired, rotated,
+    revoked) are forgotten — a forgotten token is refused exactly as a dead one is. Past ``keep``
+    refresh tokens, the oldest that can no longer be used are forgotten too; one of those
+    presented again is then an unknown token (``invalid_grant``) rather than a detected reuse.
+    """
 
     def __init__(
-        self, *, clock: Clock, policy: Callable[[], TokenPolicy], recorder: Recorder
+        self,
+        *,
+        clock: Clock,
+        policy: Callable[[], TokenPolicy],
+        recorder: Recorder,
+        keep: int = KEEP_TOKENS,
     ) -> None:
+        self._keep = keep
         self._clock = clock
         # A callable: the core's policy may be replaced while the server runs.
         self._policy = policy
@@ -84,6 +103,8 @@ class TokenStore:
         self.access: dict[str, Access] = {}
         self.refresh: dict[str, Refresh] = {}
         self.codes: dict[str, Code] = {}
+        self.issued_access = 0
+        self.issued_refresh = 0
 
     def _emit(self, kind: str, *, token: str | None = None, **detail: Any) -> None:
         self._recorder.emit(kind, token=token, **detail)
@@ -149,10 +170,13 @@ class TokenStore:
         ttl = policy.access_ttl
         access_token = secrets.token_urlsafe(32)
         self.access[access_token] = Access(family, scope, resource, now, now + ttl)
+        self.issued_access += 1
         refresh_token = None
         if with_refresh:
             refresh_token = secrets.token_urlsafe(32)
             self.refresh[refresh_token] = Refresh(family, scope, resource, now)
+            self.issued_refresh += 1
+        self._forget_dead()
         self._emit(
             "token.issued",
             token=access_token,
@@ -170,6 +194,12 @@ class TokenStore:
         )
 
     # ---- validity --------------------------------------------------------------------------
+
+    def _forget_dead(self) -> None:
+        # Oldest first (dicts keep issue order); a bounded look at the front each time, so
+        # issuing stays cheap while live tokens beyond the cap are kept.
+        _forget(self.access, self._keep, lambda access: not self.active(access))
+        _forget(self.refresh, self._keep, lambda refresh: not self.refresh_usable(refresh))
 
     def active(self, access: Access) -> bool:
         return (
@@ -232,3 +262,15 @@ class TokenStore:
     def revoke(self, family: Family, *, reason: str) -> None:
         family.revoked = True
         self._emit("family.revoked", family=family.id, reason=reason)
+
+
+def _forget(tokens: dict[str, _T], keep: int, dead: Callable[[_T], bool]) -> None:
+    excess = len(tokens) - keep
+    if excess <= 0:
+        return
+    for token in list(itertools.islice(tokens, 2 * excess)):
+        if excess <= 0:
+            return
+        if dead(tokens[token]):
+            del tokens[token]
+            excess -= 1
