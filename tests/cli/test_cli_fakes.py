@@ -151,3 +151,27 @@ def test_bad_settings_exit_2_with_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith(error)
     assert len(err.splitlines()) == 1
+
+
+def test_a_long_run_keeps_only_the_newest_timeline_events() -> None:
+    """Answers are SSE by default, and the timeline is a ring buffer: stats stay cheap and the
+    process small however long it runs (here a bounded loop of 150 requests)."""
+    proc, info = start("--auth-off", "--max-events", "50")
+    try:
+        with httpx.Client(timeout=10) as client:
+            first = initialize(client, info, None)
+            assert first.headers["content-type"].startswith("text/event-stream")
+            for _ in range(149):
+                assert initialize(client, info, None).status_code == 200
+            stats = client.get(f"{info['mcp_control_url']}/stats").json()
+        assert stats["requests"] == 150
+        assert stats["timeline_events"] == 50
+    finally:
+        stop(proc, signal.SIGTERM)
+
+
+def test_max_events_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fakes", "--max-events", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "freshtoken fakes: max_events: must be at least 1, got 0"
+    )

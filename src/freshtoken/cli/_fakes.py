@@ -16,11 +16,14 @@ from freshtoken._clock import SystemClock
 from freshtoken._errors import ConfigError
 from freshtoken._schema import parse
 from freshtoken._setup import AUTH_FAILURE_STYLES, PROTOCOL_VERSIONS, RESPONSE_MODES, Setup
+from freshtoken._timeline import Timeline
 from freshtoken.cli._signals import stop_requested
 from freshtoken.fakes import FakeMCPServer
 from freshtoken.scenarios import Harness
 
-__all__ = ["add_parser"]
+__all__ = ["DEFAULT_MAX_EVENTS", "add_parser"]
+
+DEFAULT_MAX_EVENTS = 10_000
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,7 +46,12 @@ def add_parser(subparsers: Any) -> None:
         choices=PROTOCOL_VERSIONS,
         help="MCP transport revision (default: %(default)s)",
     )
-    parser.add_argument("--response-mode", default="json", choices=RESPONSE_MODES)
+    parser.add_argument(
+        "--response-mode",
+        default="sse",
+        choices=RESPONSE_MODES,
+        help="how POSTs are answered, as the official SDK servers do by default (default: %(default)s)",
+    )
     parser.add_argument("--auth-failure-style", default="401", choices=AUTH_FAILURE_STYLES)
     parser.add_argument("--access-ttl", type=float, default=3600.0, metavar="SECONDS")
     parser.add_argument(
@@ -64,6 +72,13 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--auth-off", action="store_true", help="the MCP server accepts requests without a bearer"
+    )
+    parser.add_argument(
+        "--max-events",
+        type=int,
+        default=DEFAULT_MAX_EVENTS,
+        metavar="N",
+        help="keep only the newest N timeline events, so a long run stays small (default: %(default)s)",
     )
     parser.set_defaults(func=run)
 
@@ -93,9 +108,17 @@ async def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.max_events < 1:
+        print(
+            f"freshtoken fakes: max_events: must be at least 1, got {args.max_events}",
+            file=sys.stderr,
+        )
+        return 2
     stop = stop_requested()
     # The real clock: a client in another process cannot move a manual one.
-    async with Harness(setup, clock=SystemClock(), lazy=True) as harness:
+    clock = SystemClock()
+    timeline = Timeline(clock, max_events=args.max_events)
+    async with Harness(setup, clock=clock, timeline=timeline, lazy=True) as harness:
         authz = await harness.start_authorization_server()
         mcp = await harness.adopt(
             FakeMCPServer(
