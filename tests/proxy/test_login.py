@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import stat
+import webbrowser
 from pathlib import Path
 
+import httpx
 import pytest
 from login_helpers import ResourceServer, tampering_browser
 
@@ -329,3 +331,33 @@ async def test_metadata_without_pkce_is_refused(tmp_path: Path) -> None:
             "does not advertise PKCE S256",
             mode="headless",
         )
+
+
+async def test_browser_mode_opens_the_authorization_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+
+    def browser(url: str) -> bool:
+        # The system browser, played by a synchronous client (webbrowser.open runs in a thread).
+        opened.append(url)
+        httpx.get(url, follow_redirects=True).raise_for_status()
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", browser)
+    announced: list[str] = []
+    async with (
+        FakeAuthorizationServer() as auth,
+        FakeMCPServer(authorization_server=auth) as mcp,
+    ):
+        await login(
+            LoginTarget(url=mcp.url, store=tmp_path / "s.json"),
+            announce=announced.append,
+            redirect_timeout=20,
+        )
+        [url] = opened
+        assert url.startswith(auth.authorization_endpoint + "?")
+        assert announced == [
+            "Opening the browser to authorize freshtoken. If it does not open, visit:\n" + url
+        ]
+        assert auth.authorizations_seen() == 1
