@@ -300,3 +300,13 @@ async def test_2026_listen_streams_get_what_they_opted_in_to_and_a_result_at_shu
     assert received[2]["params"] == {"uri": "test://watched-resource"}
     assert received[3]["id"] == 9
     assert received[3]["result"]["_meta"] == {"io.modelcontextprotocol/subscriptionId": 9}
+
+
+@pytest.mark.parametrize("mode", ["sse", "json"])
+async def test_the_conformance_tools_that_pause_finish_on_a_clock_nobody_moves(mode: str) -> None:
+    async with mcp_harness(response_mode=mode) as h:  # a ManualClock that never advances
+        await h.initialize()
+        for tool in ("test_tool_with_progress", "test_tool_with_logging"):
+            answered = await asyncio.wait_for(h.call(tool, {}, meta={"progressToken": "t"}), 5)
+            assert "result" in message(answered), tool
+        assert h.clock.sleepers == 0

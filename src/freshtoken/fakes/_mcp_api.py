@@ -27,6 +27,11 @@ class Registration:
 
     _registry: Registry
 
+    def include(self, registry: Registry) -> None:
+        """Serve everything ``registry`` registers as well (a :class:`Registry` built with the
+        same decorators, shared by many servers)."""
+        self._registry.include(registry)
+
     def tool(
         self,
         name: str,

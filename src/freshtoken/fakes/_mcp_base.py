@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import math
 import ssl
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -173,6 +173,7 @@ class McpServerBase:
         client_timeout: float = 60.0,
         max_sessions: int = 1000,
         max_streams_per_session: int = MAX_STREAMS_PER_SESSION,
+        include: Sequence[Registry] = (),
     ) -> None:
         if protocol_version not in HANDSHAKE_VERSIONS + MODERN_VERSIONS:
             raise ConfigError(
@@ -267,6 +268,8 @@ class McpServerBase:
         # of the built-ins.
         self._registry: Registry = BUILTINS.copy()
         self._registry.page_size = page_size
+        for extra in include:
+            self._registry.include(extra)
         self._controls: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.Response]]] = {}
         # Talking back to clients: server requests awaiting an answer (by the id the server
         # gave them), requests still running (by session and JSON-RPC id, for cancellation),

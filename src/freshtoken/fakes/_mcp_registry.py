@@ -272,7 +272,12 @@ async def complete(
 
 class Registry:
     """The JSON-RPC methods, tools, resources, resource templates and prompts a fake MCP server
-    answers, by name; list results come ``page_size`` at a time."""
+    answers, by name; list results come ``page_size`` at a time.
+
+    Build one of your own with the same decorators as the server's and hand it to any number of
+    servers (``FakeMCPServer(include=[registry])`` or ``server.include(registry)``): a fixture
+    or a server factory then gives every fake your tools.
+    """
 
     def __init__(self, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self.methods: dict[str, MethodHandler] = {}
@@ -369,12 +374,16 @@ class Registry:
 
     def copy(self) -> Registry:
         registry = Registry(self.page_size)
-        registry.methods.update(self.methods)
-        registry.tools.update(self.tools)
-        registry.resources.update(self.resources)
-        registry.templates.update(self.templates)
-        registry.prompts.update(self.prompts)
+        registry.include(self)
         return registry
+
+    def include(self, other: Registry) -> None:
+        """Add everything ``other`` registers (what it names replaces what this one had)."""
+        self.methods.update(other.methods)
+        self.tools.update(other.tools)
+        self.resources.update(other.resources)
+        self.templates.update(other.templates)
+        self.prompts.update(other.prompts)
 
     def find_resource(self, uri: str) -> tuple[Resource | ResourceTemplate, dict[str, str]] | None:
         """The resource at ``uri``, or the first template it matches, with its variables."""
