@@ -109,6 +109,8 @@ class Listener:
     request_id: Any
     notifications: dict[str, Any]
     stream: Stream
+    written: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once its response is over (so shutting down can wait for the closing result)."""
 
 
 class Answered(Exception):

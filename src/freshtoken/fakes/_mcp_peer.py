@@ -281,10 +281,13 @@ class Peer(Rejections):
             return await self._write_stream(ex, stream, start=0, priming=False)
         finally:
             self._listeners.pop(id(listener), None)
+            listener.written.set()
 
-    def _close_listeners(self) -> None:
-        """Shutting down: each listen stream ends gracefully, with its result."""
-        for listener in list(self._listeners.values()):
+    async def _close_listeners(self) -> None:
+        """Shutting down: each listen stream ends gracefully, with its result (given a second
+        to write it)."""
+        listeners = list(self._listeners.values())
+        for listener in listeners:
             listener.stream.append(
                 {
                     "jsonrpc": "2.0",
@@ -296,3 +299,8 @@ class Peer(Rejections):
                 }
             )
             listener.stream.finish()
+        if listeners:
+            waiters = [asyncio.ensure_future(listener.written.wait()) for listener in listeners]
+            _, late = await asyncio.wait(waiters, timeout=1.0)
+            for waiter in late:
+                waiter.cancel()

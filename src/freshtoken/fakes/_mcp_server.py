@@ -122,7 +122,7 @@ class FakeMCPServer(Controls, Registration, AsyncLifecycle):
 
     async def stop(self) -> None:
         """End listen streams, abort open streams, stop serving, close the introspection client."""
-        self._close_listeners()
+        await self._close_listeners()
         for session in list(self._sessions.values()):
             session.close()
         self._sessions.clear()
