@@ -179,7 +179,7 @@ class PeerState:
     subscriptions: set[str] = field(default_factory=set)
 
 
-async def _no_pause(seconds: float) -> None:
+async def _real_time_pause(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
@@ -202,7 +202,7 @@ class ToolContext:
     log_level: str | None = "debug"
     ask: Ask | None = None
     close_stream: Callable[[], None] | None = None
-    pause: Callable[[float], Awaitable[None]] = _no_pause
+    pause: Callable[[float], Awaitable[None]] = _real_time_pause
     """A short wait in real time: what the conformance tools' "~50 ms" delays run on, so they
     finish whatever the fake's clock does."""
 
