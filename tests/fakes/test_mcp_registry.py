@@ -19,6 +19,7 @@ from freshtoken.fakes import (
     Fault,
     Match,
     PromptArgument,
+    Registry,
     Status5xx,
     Status401,
 )
@@ -221,3 +222,31 @@ async def test_the_2026_input_rounds_reach_the_sdk_callbacks() -> None:
         assert elicited.content[0].text.startswith("User response: action=decline")  # type: ignore[union-attr]
         calls = [e for e in h.timeline.select(actor="mcp", kind="request") if e.detail.get("tool")]
         assert [e.detail["tool"] for e in calls] == ["test_sampling"] * 2 + ["test_elicitation"] * 2
+
+
+async def test_one_registry_of_your_own_serves_many_servers() -> None:
+    extra = Registry()
+
+    @extra.tool(
+        "lookup", "Look a key up.", {"type": "object", "properties": {"key": {"type": "string"}}}
+    )
+    async def lookup(args: Mapping[str, Any], ctx: ToolContext) -> Any:
+        return f"value of {args.get('key')}"
+
+    @extra.prompt("hello", "Say hello.")
+    async def hello(args: Mapping[str, str], ctx: ToolContext) -> Any:
+        return "hello"
+
+    async with mcp_harness(include=[extra]) as built, mcp_harness() as plain:
+        plain.server.include(extra)
+        for h in (built, plain):
+            await h.initialize()
+            answer = message(await h.call("lookup", {"key": "k"}))
+            assert answer["result"]["content"][0]["text"] == "value of k"
+            got = message(await h.post(rpc("prompts/get", {"name": "hello"})))
+            assert got["result"]["messages"][0]["content"]["text"] == "hello"
+            # The built-ins are still there.
+            assert (
+                message(await h.call("echo", {"text": "x"}))["result"]["content"][0]["text"] == "x"
+            )
+    assert "lookup" not in BUILTINS.tools

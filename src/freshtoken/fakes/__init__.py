@@ -30,7 +30,7 @@ from freshtoken.fakes._mcp_protocol import (
     RpcError,
     ToolContext,
 )
-from freshtoken.fakes._mcp_registry import PromptArgument
+from freshtoken.fakes._mcp_registry import PromptArgument, Registry
 from freshtoken.fakes._mcp_server import AUTH_FAILURE_STYLES, FakeMCPServer
 from freshtoken.fakes._oauth_app import FakeAuthorizationServer, oauth_application
 from freshtoken.fakes._oauth_core import OAuthCore
@@ -73,6 +73,7 @@ __all__ = [
     "Match",
     "OAuthCore",
     "PromptArgument",
+    "Registry",
     "Revoke",
     "Rotate",
     "RpcError",
