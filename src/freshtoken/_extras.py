@@ -20,6 +20,7 @@ HARNESS_MODULES: Final = {
     "jsonschema": "jsonschema",
     "pytest_asyncio": "pytest-asyncio",
     "respx": "respx",
+    "tomli_w": "tomli-w",
     "trustme": "trustme",
 }
 """Import name → distribution name of the harness extra's third-party packages (pytest itself

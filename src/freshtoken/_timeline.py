@@ -33,7 +33,11 @@ class _Clock(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that happened: who, what, when, to which request, with which token."""
+    """One thing that happened: who, what, when, to which request, with which token.
+
+    ``time`` is on the timeline's clock (a manual clock in tests); ``elapsed`` is the real time,
+    in seconds, since the timeline was created.
+    """
 
     seq: int
     time: float
@@ -43,17 +47,23 @@ class Event:
     token: str | None = None
     status: int | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    elapsed: float | None = None
 
-    def format(self) -> str:
-        parts = [f"{self.seq:>4} {self.time:12.3f} {self.actor:<6} {self.kind:<22}"]
+    def format(self, *, origin: float | None = None) -> str:
+        """One line. With ``origin`` (the timeline's start on its clock) the clock time reads as
+        ``+seconds`` since then, beside the real elapsed milliseconds; fields without a value
+        are left out."""
+        when = f"{self.time:12.3f}" if origin is None else f"{f'+{self.time - origin:.3f}s':>11}"
+        real = "" if self.elapsed is None else f" {f'{self.elapsed * 1000:.1f}ms':>9}"
+        parts = [f"{self.seq:>4} {when}{real} {self.actor:<6} {self.kind:<22}"]
         if self.request_id is not None:
             parts.append(f"req={self.request_id}")
         if self.token is not None:
             parts.append(f"tok={self.token}")
         if self.status is not None:
             parts.append(f"status={self.status}")
-        parts.extend(f"{k}={v}" for k, v in self.detail.items())
-        return " ".join(parts)
+        parts.extend(f"{k}={v}" for k, v in self.detail.items() if v is not None)
+        return " ".join(parts).rstrip()
 
 
 @dataclass(slots=True)
@@ -73,6 +83,9 @@ class Timeline:
         if max_events is not None and max_events < 1:
             raise ValueError(f"max_events must be at least 1, got {max_events}")
         self._clock = clock
+        self.origin = clock.time() if clock is not None else time.time()
+        """When the timeline started, on its clock: what :meth:`format` counts from."""
+        self._started = time.perf_counter()
         self._events: deque[Event] = deque(maxlen=max_events)
         self._next_seq = 0
         # Reentrant: wait_for predicates run under the lock and may themselves query the timeline.
@@ -92,6 +105,7 @@ class Timeline:
     ) -> Event:
         """Append an event. ``token`` is a raw token and is stored only as its fingerprint."""
         now = self._clock.time() if self._clock is not None else time.time()
+        elapsed = time.perf_counter() - self._started
         with self._lock:
             event = Event(
                 seq=self._next_seq,
@@ -102,6 +116,7 @@ class Timeline:
                 token=fingerprint(token) if token is not None else token_fingerprint,
                 status=status,
                 detail=detail,
+                elapsed=elapsed,
             )
             self._next_seq += 1
             self._events.append(event)
@@ -157,8 +172,10 @@ class Timeline:
                     self._waiters.remove(waiter)
 
     def format(self, *, since: int = 0) -> str:
-        """A readable, one-event-per-line rendering (what a failing test prints)."""
-        return "\n".join(e.format() for e in self._since(since))
+        """A readable, one-event-per-line rendering (what a failing test prints): sequence number,
+        clock time since :attr:`origin`, real time since the timeline was created, actor, kind
+        and the fields that have a value."""
+        return "\n".join(e.format(origin=self.origin) for e in self._since(since))
 
     def clear(self) -> None:
         """Drop every event; sequence numbers keep counting, so ``since=`` marks stay valid."""

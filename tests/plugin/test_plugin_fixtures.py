@@ -114,6 +114,7 @@ def test_factories_build_several_servers_and_close_last_first(
     downstream.makepyfile(
         """
         import pytest
+        from freshtoken.fakes import FakeAuthorizationServer, FakeMCPServer
         from freshtoken.proxy import RefreshTokenSource
         from freshtoken.scenarios import McpClient
 
@@ -121,11 +122,13 @@ def test_factories_build_several_servers_and_close_last_first(
 
         async def test_two_upstreams(freshtoken_auth_server_factory, freshtoken_mcp_server_factory,
                                      freshtoken_proxy_factory, freshtoken_timeline):
-            auth = await freshtoken_auth_server_factory()
-            first = await freshtoken_mcp_server_factory(authorization_server=auth)
-            second = await freshtoken_mcp_server_factory(authorization_server=auth,
-                                                         protocol_version="2025-06-18")
-            proxy = await freshtoken_proxy_factory()
+            auth = freshtoken_auth_server_factory()
+            first = freshtoken_mcp_server_factory(authorization_server=auth)
+            second = freshtoken_mcp_server_factory(authorization_server=auth,
+                                                   protocol_version="2025-06-18")
+            assert isinstance(auth, FakeAuthorizationServer)
+            assert isinstance(second, FakeMCPServer) and first.faults is not second.faults
+            proxy = freshtoken_proxy_factory()
             for name, server in (("one", first), ("two", second)):
                 source = RefreshTokenSource(auth.token_endpoint, auth.client_id, auth.client_secret,
                                             refresh_token=auth.issue_tokens().refresh_token,
@@ -135,7 +138,8 @@ def test_factories_build_several_servers_and_close_last_first(
                                      protocol_version=server.protocol_version) as client:
                     await client.initialize()
                     assert (await client.call("echo", {"text": name})).ok
-                await source.aclose()
+                    await proxy.refresh(name)  # runs on the fixtures' loop
+                    assert (await client.call("echo", {"text": name})).ok
             for thing, label in ((auth, "auth"), (first, "first"), (second, "second"),
                                  (proxy, "proxy")):
                 async def record(stop=thing.stop, label=label):
@@ -164,3 +168,47 @@ def test_server_side_error_fails_teardown(downstream: pytest.Pytester) -> None:
     result = downstream.runpytest()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_crash*", "*handler crashed*"])
+
+
+def test_handles_run_methods_on_the_fixtures_loop(downstream: pytest.Pytester) -> None:
+    downstream.makepyfile(
+        """
+        import threading
+
+        from freshtoken.fakes import FakeMCPServer
+        from freshtoken.plugin import RemoteCall
+
+        def test_sync_controls(freshtoken_mcp_server, freshtoken_auth_server, freshtoken_proxy,
+                               freshtoken_client):
+            assert isinstance(freshtoken_mcp_server, FakeMCPServer)
+            assert "drop_sessions" in dir(freshtoken_mcp_server)
+            assert freshtoken_mcp_server.sessions  # the client's
+            freshtoken_mcp_server.drop_sessions()  # closes their streams: loop-bound work
+            assert freshtoken_mcp_server.sessions == []
+            freshtoken_mcp_server.auth_failure_style = "200-jsonrpc"
+            assert freshtoken_mcp_server.auth_failure_style == "200-jsonrpc"
+            call = freshtoken_proxy.refresh("mcp")
+            assert isinstance(call, RemoteCall)
+            assert call.result() is None
+            assert freshtoken_auth_server.token_requests == 1
+
+        async def test_async_tool_sees_the_loop_thread(freshtoken_mcp_server, freshtoken_client,
+                                                       freshtoken_auth_server):
+            seen = []
+
+            @freshtoken_mcp_server.tool("where")
+            async def where(arguments, ctx):
+                seen.append(threading.current_thread().name)
+                freshtoken_auth_server.rotate()
+                return "here"
+
+            outcome = await freshtoken_client.call("where", {})
+            assert outcome.ok and outcome.result["content"][0]["text"] == "here"
+            assert seen == ["freshtoken-fixtures"]
+            assert threading.current_thread().name != "freshtoken-fixtures"
+            # The rotation from inside the tool reached the authorization server.
+            assert (await freshtoken_client.call("echo", {"text": "after"})).ok
+            assert freshtoken_auth_server.token_requests == 1
+        """
+    )
+    downstream.runpytest().assert_outcomes(passed=2)

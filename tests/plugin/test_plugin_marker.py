@@ -72,7 +72,7 @@ def test_unknown_argument_lists_the_allowed_ones() -> None:
         FreshtokenConfig().apply_markers([((), {"ttl": 5})])
     message = str(excinfo.value)
     assert message.startswith("marker freshtoken: ttl: unknown argument (allowed arguments: ")
-    assert "access_ttl, auth_failure_style" in message
+    assert "access_ttl, assert_all_faults_fired, auth_failure_style" in message
 
 
 def test_positional_arguments_are_refused() -> None:
@@ -158,3 +158,34 @@ def test_plugin_module_exports_documented_public_names() -> None:
         value = getattr(plugin, name)
         if callable(value) and not isinstance(value, str):
             assert value.__doc__, name
+
+
+def test_marker_beats_directory_config_which_beats_defaults(downstream: pytest.Pytester) -> None:
+    downstream.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def freshtoken_config(freshtoken_config):
+            return freshtoken_config.replace(access_ttl=30, response_mode="json", tls=True)
+        """
+    )
+    downstream.makepyfile(
+        """
+        import pytest
+
+        def test_directory(freshtoken_auth_server, freshtoken_mcp_server):
+            assert freshtoken_auth_server.policy.access_ttl == 30
+            assert freshtoken_mcp_server.response_mode == "json"
+            assert freshtoken_mcp_server.url.startswith("https://")
+
+        @pytest.mark.freshtoken(access_ttl=5, tls=False)
+        def test_marker(freshtoken_auth_server, freshtoken_mcp_server):
+            assert freshtoken_auth_server.policy.access_ttl == 5
+            assert freshtoken_mcp_server.url.startswith("http://")
+            # Fields the marker leaves alone keep the directory's value, then the default.
+            assert freshtoken_mcp_server.response_mode == "json"
+            assert freshtoken_auth_server.policy.rotate_refresh_tokens is True
+        """
+    )
+    downstream.runpytest().assert_outcomes(passed=2)

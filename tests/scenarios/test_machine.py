@@ -1,17 +1,31 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
+import tomllib
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 from freshtoken import InvariantViolation
-from freshtoken.scenarios import McpClient, RotationMachine
+from freshtoken.scenarios import (
+    AuthorizationControl,
+    Call,
+    Initialize,
+    McpClient,
+    RotationMachine,
+    Scenario,
+    parse_scenario,
+    run_scenario_sync,
+)
 
 QUICK = settings(
     max_examples=15,
@@ -109,20 +123,157 @@ def test_revocation_fails_calls_promptly_without_a_storm() -> None:
     assert machine.auth_server.token_requests == 1
 
 
-def test_a_hang_is_reported_not_waited_for() -> None:
+def test_a_hang_on_the_clock_is_reported_without_waiting_in_real_time() -> None:
     class Hanging(ProxyMachine):
-        step_timeout = 0.5
+        # Were the hang found by the real-time bound, the message would say so (and take 60 s).
+        step_timeout = 60.0
 
         async def call(self, client: Any, tool: str, arguments: Mapping[str, Any]) -> bool:
-            await self.clock.sleep(1)  # nobody advances the clock
+            await self.clock.sleep(1_000_000)  # longer than any step may wait on the clock
             return True
 
     machine = Hanging()
     try:
+        with pytest.raises(InvariantViolation, match=r"after 300 s on the manual clock") as excinfo:
+            machine.call_echo("hi")
+        assert "call.start" not in str(excinfo.value)  # the hung call is this machine's own
+    finally:
+        machine.teardown()
+
+
+def test_a_step_waiting_on_the_clock_gets_time_moved() -> None:
+    class Patient(ProxyMachine):
+        async def call(self, client: Any, tool: str, arguments: Mapping[str, Any]) -> bool:
+            before = self.clock.time()
+            await self.clock.sleep(5)
+            return self.clock.time() - before >= 5
+
+    machine = Patient()
+    try:
+        machine.call_echo("hi")  # a False result would raise: the sleep ended on time
+        machine.call_stream(3, None)  # three events paced one clock second apart
+    finally:
+        machine.teardown()
+
+
+def test_a_hang_off_the_clock_is_bounded_in_real_time() -> None:
+    class Stuck(ProxyMachine):
+        step_timeout = 0.5
+
+        async def call(self, client: Any, tool: str, arguments: Mapping[str, Any]) -> bool:
+            await asyncio.Event().wait()  # nothing will ever set it
+            return True
+
+    machine = Stuck()
+    try:
         with pytest.raises(InvariantViolation, match=r"did not finish within 0\.5 s"):
             machine.call_echo("hi")
     finally:
+        machine.teardown()  # the stuck call is cancelled; close_client still runs
+
+
+def test_the_client_lives_in_one_task() -> None:
+    tasks: list[str] = []
+
+    class Recording(ProxyMachine):
+        async def make_client(self) -> Any:
+            tasks.append(f"make {id(asyncio.current_task())}")
+            return await super().make_client()
+
+        async def call(self, client: Any, tool: str, arguments: Mapping[str, Any]) -> bool:
+            tasks.append(f"call {id(asyncio.current_task())}")
+            return await super().call(client, tool, arguments)
+
+        async def close_client(self, client: Any) -> None:
+            tasks.append(f"close {id(asyncio.current_task())}")
+
+    machine = Recording()
+    try:
+        machine.call_echo("one")
+        machine.call_stream(2, 1)
+    finally:
         machine.teardown()
+    assert [entry.split()[0] for entry in tasks] == ["make", "call", "call", "close"]
+    assert len({entry.split()[1] for entry in tasks}) == 1
+
+
+def test_a_failure_carries_its_steps_as_a_scenario_file() -> None:
+    machine = BakedBearerMachine()
+    try:
+        machine.call_echo("hello")
+        machine.rotate()
+        with pytest.raises(InvariantViolation, match="did not end with a result") as excinfo:
+            machine.call_echo("again")
+    finally:
+        machine.teardown()
+    scenario = _scenario_from_notes(excinfo.value)
+    assert scenario.name == "baked-bearer-machine-example"
+    assert scenario.steps == (
+        Initialize(),
+        Call(arguments={"text": "hello"}),
+        AuthorizationControl("rotate"),
+        Call(arguments={"text": "again"}),
+    )
+    assert scenario.invariants.max_token_requests == 2
+    # The file reproduces the bug on the scenario runner's own baked-bearer client, and the
+    # proxy passes it.
+    assert not run_scenario_sync(scenario, "baked-bearer").passed
+    assert run_scenario_sync(scenario, "proxy").passed
+
+
+def _scenario_from_notes(error: BaseException) -> Scenario:
+    notes = [n for n in getattr(error, "__notes__", []) if n.startswith("freshtoken: ")]
+    assert len(notes) == 1, notes
+    header, _, text = notes[0].partition("\n")
+    assert "--freshtoken-catalogue-dir" in header
+    return parse_scenario(tomllib.loads(text))
+
+
+class SdkBakedBearerMachine(RotationMachine):
+    """The official MCP SDK client (anyio: its session and transport are cancel scopes and task
+    groups) with the planted bug: its bearer is baked into its HTTP client."""
+
+    async def make_client(self) -> Any:
+        token = self.auth_server.issue_tokens().access_token
+        http = await self.client_stack.enter_async_context(
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        )
+        read, write = await self.client_stack.enter_async_context(
+            streamable_http_client(self.mcp_server.url, http_client=http)
+        )
+        session = await self.client_stack.enter_async_context(ClientSession(read, write))
+        await session.initialize()
+        return session
+
+    async def call(self, client: Any, tool: str, arguments: Mapping[str, Any]) -> bool:
+        try:
+            result = await client.call_tool(tool, dict(arguments))
+        except Exception:  # the SDK raises on a refused bearer
+            return False
+        return not result.is_error
+
+
+def test_the_sdk_client_is_driven_and_its_bug_shrunk_to_three_steps() -> None:
+    with pytest.raises(InvariantViolation, match="did not end with a result") as excinfo:
+        run_state_machine_as_test(
+            SdkBakedBearerMachine,
+            settings=settings(QUICK, max_examples=60, derandomize=True, report_multiple_bugs=False),
+        )
+    error = excinfo.value
+    invariants = ("no_refresh_token_reuse", "at_most_one_replay_per_call", "one_refresh_per")
+    steps = [
+        line.strip()
+        for note in getattr(error, "__notes__", [])
+        for line in note.splitlines()
+        if line.strip().startswith("state.")
+        and "teardown" not in line
+        and not any(name in line for name in invariants)
+    ]
+    assert 1 <= len(steps) <= 3, steps
+    assert "state.rotate()" in steps or any("expire" in s or "fail_next" in s for s in steps)
+    scenario = _scenario_from_notes(error)
+    assert len(scenario.steps) <= 4  # initialize, then the shrunk steps
+    assert not run_scenario_sync(scenario, "baked-bearer").passed
 
 
 class _Sends:

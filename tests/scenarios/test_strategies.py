@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 
 import pytest
 from hypothesis import HealthCheck, find, given, settings
@@ -10,6 +11,7 @@ from freshtoken.fakes import FaultPlan, TokenPolicy
 from freshtoken.scenarios import (
     disruptions,
     fault_plans,
+    load_scenario,
     parse_scenario,
     scenarios,
     setups,
@@ -164,3 +166,49 @@ def test_cut_streams_are_resumed_through_the_proxy(scenario: Scenario) -> None:
     )
     result = run_scenario_sync(scenario, "proxy")
     assert result.passed, f"{result.format_failures()}\n{scenario!r}"
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(scenarios())
+def test_generated_scenarios_round_trip_through_a_scenario_file(scenario: Scenario) -> None:
+    again = parse_scenario(tomllib.loads(scenario.to_toml()))
+    assert (again.name, again.title, again.steps) == (scenario.name, scenario.title, scenario.steps)
+    assert (again.setup, again.invariants) == (scenario.setup, scenario.invariants)
+
+
+def test_a_failing_example_prints_short_and_as_a_scenario_file(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        """
+        from hypothesis import given, settings
+        from freshtoken.scenarios import AuthorizationControl, scenarios
+
+        @settings(database=None, derandomize=True, max_examples=200)
+        @given(scenarios())
+        def test_never_rotates(scenario):
+            assert not any(isinstance(step, AuthorizationControl) for step in scenario.steps)
+        """
+    )
+    result = pytester.runpytest("-p", "no:asyncio")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*freshtoken: generated as a scenario file (save as DIR/generated.toml, run with "
+            "--freshtoken-catalogue-dir DIR):",
+            "*scenario=<Scenario 'generated': initialize · as rotate · call echo>,",
+        ]
+    )
+    # The note's lines, as pytest prints them under the failure ("E       " in front).
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if "as a scenario file" in line) + 1
+    end = next(i for i, line in enumerate(lines) if "Failing test case" in line)
+    toml = "\n".join(line[len("E       ") :] for line in lines[start:end])
+    # Hypothesis shows the example in one line, not the scenario's full repr.
+    example = "\n".join(lines[end : end + 4])
+    assert "Setup(" not in example
+    assert "Invariants(" not in example
+    written = pytester.path / "my-scenarios" / "generated.toml"
+    written.parent.mkdir()
+    written.write_text(toml)
+    scenario = load_scenario(written)
+    assert scenario.steps == (Initialize(), AuthorizationControl("rotate"), Call())

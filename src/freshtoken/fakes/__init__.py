@@ -35,6 +35,7 @@ from freshtoken.fakes._mcp_server import AUTH_FAILURE_STYLES, FakeMCPServer
 from freshtoken.fakes._oauth_app import FakeAuthorizationServer, oauth_application
 from freshtoken.fakes._oauth_core import OAuthCore
 from freshtoken.fakes._oauth_faults import TokenFault
+from freshtoken.fakes._oauth_httpx2 import httpx2_transport
 from freshtoken.fakes._oauth_models import (
     ClientRecord,
     CoreRequest,
@@ -88,6 +89,7 @@ __all__ = [
     "TokenPair",
     "TokenPolicy",
     "ToolContext",
+    "httpx2_transport",
     "mount_respx",
     "oauth_application",
 ]

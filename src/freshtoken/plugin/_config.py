@@ -14,7 +14,7 @@ from typing import Any, Final
 from pydantic.dataclasses import dataclass
 
 from freshtoken._errors import ConfigError
-from freshtoken._schema import MODEL_CONFIG, parse
+from freshtoken._schema import MODEL_CONFIG, Flag, parse
 from freshtoken._setup import Setup
 
 __all__ = ["MARKER_SOURCE", "FreshtokenConfig"]
@@ -27,10 +27,16 @@ MARKER_SOURCE: Final = "marker freshtoken"
 class FreshtokenConfig(Setup):
     """How the fixtures build the fakes for one test: a :class:`Setup` the marker can change.
 
-    The defaults describe a well-behaved deployment; ``@pytest.mark.freshtoken(...)`` overrides
-    fields per test, module or class (the closest marker wins, field by field). Override the
-    ``freshtoken_config`` fixture to change the defaults for a whole directory.
+    The defaults describe a well-behaved deployment. Override the ``freshtoken_config`` fixture
+    to change them for a whole directory; ``@pytest.mark.freshtoken(...)`` changes fields per
+    test, module or class, and beats the directory's settings (the closest marker wins, field
+    by field).
+
+    Beyond the :class:`Setup` fields, ``assert_all_faults_fired`` (default true) fails a test at
+    teardown when a fault it added never fired, the way respx's ``assert_all_called`` does.
     """
+
+    assert_all_faults_fired: Flag = True
 
     def replace(self, **changes: Any) -> FreshtokenConfig:
         """A copy with ``changes`` applied, each checked like a marker argument."""

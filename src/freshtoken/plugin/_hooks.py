@@ -15,6 +15,7 @@ from freshtoken.plugin._options import add_options, options_key, read_options
 __all__ = [
     "FIXTURES_PLUGIN",
     "TIMELINE_SECTION",
+    "call_passed_key",
     "config_key",
     "pytest_addoption",
     "pytest_collection_modifyitems",
@@ -29,11 +30,13 @@ FIXTURES_PLUGIN = "freshtoken-fixtures"
 
 timeline_key = pytest.StashKey[Timeline]()
 config_key = pytest.StashKey[FreshtokenConfig]()
+call_passed_key = pytest.StashKey[bool]()
+"""Whether the test body passed: only then do unfired faults fail it at teardown."""
 
 _MARKER_HELP = (
     "freshtoken(protocol_version=, access_ttl=, report_expires_in=, rotate_refresh_tokens=, "
-    "reuse_detection=, grace_period=, response_mode=, tls=, auth_failure_style=, stream_auth=): "
-    "configure the freshtoken fakes for this test"
+    "reuse_detection=, grace_period=, response_mode=, tls=, auth_failure_style=, stream_auth=, "
+    "assert_all_faults_fired=): configure the freshtoken fakes for this test"
 )
 
 
@@ -97,6 +100,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Attach the merged timeline to the report as its own section (per the timeline setting)."""
     report = yield
+    if report.when == "call":
+        item.stash[call_passed_key] = report.passed
     timeline = item.stash.get(timeline_key, None)
     if timeline is None:
         return report

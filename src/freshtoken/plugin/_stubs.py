@@ -23,6 +23,7 @@ FIXTURE_NAMES = (
     "freshtoken_client",
     "freshtoken_clock",
     "freshtoken_config",
+    "freshtoken_credentials",
     "freshtoken_faults",
     "freshtoken_mcp_server",
     "freshtoken_mcp_server_factory",

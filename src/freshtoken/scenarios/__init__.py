@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as _typing
+
 from freshtoken.scenarios._client import CallOutcome, McpClient
 from freshtoken.scenarios._diagram import Diagram, build_diagram, format_diagram
 from freshtoken.scenarios._harness import DEFAULT_TARGET, Harness
@@ -13,7 +15,6 @@ from freshtoken.scenarios._loader import (
     load_scenario,
     parse_scenario,
 )
-from freshtoken.scenarios._machine import RotationMachine
 from freshtoken.scenarios._model import (
     Advance,
     AuthorizationControl,
@@ -113,3 +114,16 @@ __all__ = [
     "write_json",
     "write_junit",
 ]
+
+if _typing.TYPE_CHECKING:
+    from freshtoken.scenarios._machine import RotationMachine
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # The state machine subclasses Hypothesis's: load it (and Hypothesis) only when asked for.
+    if name == "RotationMachine":
+        from freshtoken.scenarios._machine import RotationMachine
+
+        globals()[name] = RotationMachine
+        return RotationMachine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ whether a failed exchange is retried, which is exactly where the reference subje
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -115,6 +116,7 @@ class McpClient:
         timeout: float = 10.0,
         max_resumes: int = 3,
         name: str = "client",
+        limits: httpx.Limits | None = None,
     ) -> None:
         self.url = url
         self.timeline = timeline
@@ -127,7 +129,12 @@ class McpClient:
         self.get_events: list[SseEvent] = []
         self._negotiated: str | None = None
         self._ids = itertools.count(1)
-        self._http = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(timeout, connect=5.0))
+        # ``limits`` with no keep-alive leaves no connection open between calls, so the client
+        # is bound to no event loop: the pytest fixture's client works from any test's loop.
+        pool: dict[str, Any] = {} if limits is None else {"limits": limits}
+        self._http = httpx.AsyncClient(
+            verify=verify, timeout=httpx.Timeout(timeout, connect=5.0), **pool
+        )
         self._get_task: asyncio.Task[None] | None = None
 
     @property
@@ -396,8 +403,9 @@ class McpClient:
         self, response: httpx.Response, exchange: Exchange, request_id: int
     ) -> None:
         chunks: list[str] = []
+        events = _sse_events(response)
         try:
-            async for event in _sse_events(response):
+            async for event in events:
                 if event.id is not None:
                     exchange.last_event_id = event.id
                 if not event.data:
@@ -426,6 +434,8 @@ class McpClient:
                         break
         except httpx.HTTPError as exc:
             exchange.transport_error = f"{type(exc).__name__}: {exc}"
+        else:
+            await _finish(response, events)
         exchange.body = "\n".join(chunks).encode()
         if exchange.response is None and exchange.unanswered is None:
             exchange.cut = True
@@ -515,6 +525,16 @@ class McpClient:
         finally:
             await response.aclose()
             self.timeline.record(self.name, "get.closed", last_event_id=self.last_get_event_id)
+
+
+async def _finish(response: httpx.Response, events: AsyncIterator[SseEvent]) -> None:
+    """Close a stream left mid-way, then run httpx's stream generators to their end (on a closed
+    stream they raise at once): an abandoned one is finalized by garbage collection instead,
+    which trio reports as a ResourceWarning."""
+    await response.aclose()
+    with contextlib.suppress(httpx.HTTPError):
+        async for _ in events:
+            pass
 
 
 async def _sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:

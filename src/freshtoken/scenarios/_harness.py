@@ -8,6 +8,7 @@ threaded through once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
@@ -26,10 +27,12 @@ from freshtoken.fakes import (
 )
 from freshtoken.proxy import Proxy, RefreshTokenSource, tool_error_matcher
 
-__all__ = ["DEFAULT_TARGET", "Harness"]
+__all__ = ["DEFAULT_TARGET", "Harness", "default_client_ssl"]
 
 DEFAULT_TARGET = "mcp"
 """The name the fake MCP server is registered under on the proxy."""
+SEEDED_SCOPE = "mcp"
+"""The scope of the seeded grant: what the fake MCP server advertises in ``scopes_supported``."""
 
 _Lifecycle = TypeVar("_Lifecycle", bound="_Managed")
 
@@ -43,6 +46,13 @@ class _Managed(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Any: ...
+
+
+@functools.cache
+def default_client_ssl() -> ssl.SSLContext:
+    """One client TLS context on the system's trust store, shared by every harness in the process
+    (an SSL context is safe to share between connections and threads)."""
+    return ssl.create_default_context()
 
 
 class Harness:
@@ -63,6 +73,9 @@ class Harness:
     proxy :data:`~freshtoken.proxy.tool_error_matcher` unless they say otherwise.
     With ``lazy=True`` entering starts nothing: call the ``start_*`` methods one piece at a time
     (what the pytest fixtures do); whatever they start closes with the harness.
+
+    ``server_ssl`` and ``client_ssl`` reuse TLS contexts made from ``ca`` earlier (building one
+    costs milliseconds; a test suite makes them once per session).
     """
 
     authorization_server: FakeAuthorizationServer
@@ -83,6 +96,8 @@ class Harness:
         proxy: bool = True,
         proxy_options: Mapping[str, Any] | None = None,
         lazy: bool = False,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.setup = setup if setup is not None else Setup()
         self.clock: Clock = clock if clock is not None else ManualClock()
@@ -92,8 +107,8 @@ class Harness:
         self._with_proxy = proxy
         self._proxy_options = dict(proxy_options or {})
         self._lazy = lazy
-        self._server_ssl: ssl.SSLContext | None = None
-        self._client_ssl: ssl.SSLContext | None = None
+        self._server_ssl = server_ssl
+        self._client_ssl = client_ssl
         self._seeded: dict[int, tuple[TokenPair, float | None]] = {}
         self._stack = contextlib.AsyncExitStack()
 
@@ -148,10 +163,12 @@ class Harness:
         return self._client_ssl
 
     @property
-    def verify(self) -> ssl.SSLContext | bool:
-        """What an httpx client passes as ``verify`` to reach the fakes."""
+    def verify(self) -> ssl.SSLContext:
+        """What an httpx client passes as ``verify`` to reach the fakes: the fakes' CA with TLS,
+        else the system's trust store in one context per process (``verify=True`` would load the
+        trust store again for every client)."""
         context = self.client_ssl
-        return context if context is not None else True
+        return context if context is not None else default_client_ssl()
 
     # -- what the setup decides ------------------------------------------------------------------
 
@@ -235,7 +252,11 @@ class Harness:
         starts with. Its expiry on the clock is :meth:`seeded_expires_at`."""
         server = authorization_server or self.authorization_server
         if id(server) not in self._seeded:
-            pair = server.issue_tokens()
+            # The grant a client would have got by logging in: the scope the MCP server
+            # advertises and, once it runs, its RFC 8707 resource, so a client that asks for
+            # them again on refresh is not refused.
+            resource = self.mcp_server.url if hasattr(self, "mcp_server") else None
+            pair = server.issue_tokens(scope=SEEDED_SCOPE, resource=resource)
             expires_at = None if pair.expires_in is None else self.clock.time() + pair.expires_in
             self._seeded[id(server)] = (pair, expires_at)
         return self._seeded[id(server)][0]

@@ -68,6 +68,7 @@ class ReportItem:
                     "token": e.token,
                     "status": e.status,
                     "detail": {k: _plain(v) for k, v in e.detail.items()},
+                    "elapsed": e.elapsed,
                 }
                 for e in self.events
             ],

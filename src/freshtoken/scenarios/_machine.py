@@ -1,8 +1,12 @@
 """A Hypothesis state machine that drives a client through token rotations and friends.
 
-Hypothesis rules are synchronous; the fakes and clients are asyncio. The machine therefore runs
-one event loop in a background thread for its whole life and hands every coroutine to it with
-:func:`asyncio.run_coroutine_threadsafe`, waiting a bounded time for each.
+Hypothesis rules are synchronous; the fakes and clients are async. The machine therefore runs
+one event loop in a background thread for its whole life. The client lives in one task on it,
+from :meth:`RotationMachine.make_client` through every call to
+:meth:`RotationMachine.close_client`: anyio-based clients (the official MCP SDK's) must enter and
+exit their cancel scopes in one task. A rule hands that task its call and waits, moving the
+manual clock whenever the call waits on it, so a hang on the clock is found without waiting in
+real time.
 """
 
 from __future__ import annotations
@@ -10,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import threading
+import re
 from collections import Counter
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from hypothesis import strategies as st
@@ -21,6 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from freshtoken._clock import ManualClock
 from freshtoken._errors import InvariantViolation
 from freshtoken._setup import REFRESHABLE_STYLES, AuthFailureStyle, ProtocolVersion, Setup
+from freshtoken._threadloop import LoopThread
 from freshtoken._timeline import Timeline
 from freshtoken.fakes import (
     ACTION_TYPES,
@@ -35,8 +40,19 @@ from freshtoken.fakes import (
 )
 from freshtoken.proxy import tool_error_matcher
 from freshtoken.scenarios._client import McpClient
-from freshtoken.scenarios._clockwork import drive_clock
-from freshtoken.scenarios._harness import Harness
+from freshtoken.scenarios._harness import DEFAULT_TARGET, Harness
+from freshtoken.scenarios._model import (
+    Advance,
+    AuthorizationControl,
+    Call,
+    Initialize,
+    Invariants,
+    Join,
+    McpFault,
+    Scenario,
+    Step,
+    Stream,
+)
 
 __all__ = ["RotationMachine"]
 
@@ -48,6 +64,10 @@ _AUTH_FAILURES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("auth-failed-200", {"shape": "posthog"}),
     ("auth-failed-200", {"shape": "tool-error"}),
 )
+# Real seconds closing the client and the fakes may take beyond ``step_timeout``.
+_CLOSE_MARGIN = 5.0
+
+_Job = tuple[Callable[[Any], Awaitable[Any]], "asyncio.Future[Any]"]
 
 
 class RotationMachine(RuleBasedStateMachine):
@@ -59,8 +79,10 @@ class RotationMachine(RuleBasedStateMachine):
     test. By default that client is freshtoken's proxy (reading tool-error text too, since the
     rules produce such failures) with the built-in MCP client behind it. To test your own
     client, subclass and override :meth:`make_client`, :meth:`call` and (if it needs closing)
-    :meth:`close_client`; they run on the machine's event loop and can read :attr:`auth_server`,
-    :attr:`mcp_server`, :attr:`clock` and :attr:`timeline`.
+    :meth:`close_client`; they run on the machine's event loop, all in one task, and can read
+    :attr:`harness`, :attr:`auth_server`, :attr:`mcp_server`, :attr:`clock` and
+    :attr:`timeline`. Enter the client's context managers on :attr:`client_stack`: it closes
+    after :meth:`close_client`, in the same task.
 
     Invariants checked after every step: every call before a revocation ends with a result and
     every call after it ends promptly with an error; during each call the MCP server receives
@@ -68,13 +90,23 @@ class RotationMachine(RuleBasedStateMachine):
     superseded refresh token; and it makes at most one token request per invalidation
     (single-flight).
 
+    A step that waits on the manual clock (a paced stream, a delayed answer) gets time moved
+    for it, ``clock_step`` seconds whenever something sleeps on the clock; one that would need
+    more than ``hang_after`` seconds of clock time is reported as a hang at once. A step stuck
+    on anything else is a hang after ``step_timeout`` real seconds. A failure's message carries
+    the timeline, and its notes the steps so far as a scenario file (:meth:`failing_scenario`).
+
     Use it as ``TestMyClient = MyMachine.TestCase`` in a test module.
     """
 
     protocol_version: ProtocolVersion = "2025-11-25"
     """The MCP revision the fake server speaks."""
     step_timeout = 10.0
-    """Real seconds any one step may take before the machine reports a hang."""
+    """Real seconds a step may take when it is not waiting on the manual clock."""
+    hang_after = 300.0
+    """Seconds of manual-clock time one step may need before the machine reports a hang."""
+    clock_step = 1.0
+    """How far the clock moves each time a step waits on it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,34 +115,44 @@ class RotationMachine(RuleBasedStateMachine):
         self.revoked = False
         self.calls = 0
         self.invalidations = 0
+        self.client: Any = None
+        self.client_stack = contextlib.AsyncExitStack()
+        """Context managers the client needs, closed after :meth:`close_client` in its task."""
         self._fault_pending = False
         # Where each call's events start on the timeline: replays are counted per call.
         self._call_marks: list[int] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="freshtoken-rotation-machine", daemon=True
-        )
-        self._thread.start()
+        # The steps so far in scenario form, and what no scenario step expresses.
+        self._steps: list[Step] = [Initialize()]
+        self._setup_changes: dict[str, Any] = {}
+        self._untranslated: list[str] = []
+        self._hung = False
         self._stack = contextlib.AsyncExitStack()
+        self._thread = LoopThread("freshtoken-rotation-machine").start()
         try:
-            self.client = self.run(self._start())
+            self._thread.run(self._start(), timeout=self.step_timeout + _CLOSE_MARGIN)
         except BaseException:
-            self._stop_loop()
+            # The first error is the one to see; closing what did start is best effort.
+            with contextlib.suppress(Exception):
+                self._thread.run(self._close(), timeout=self.step_timeout + _CLOSE_MARGIN)
+            self._thread.stop()
             raise
 
     # -- hooks for subclasses --------------------------------------------------------------
 
     async def make_client(self) -> Any:
-        """Build the client under test (runs on the machine's loop; the fakes are already up).
+        """Build the client under test (runs in the client's task; the fakes are already up).
 
         The default puts freshtoken's proxy in front of :attr:`mcp_server` with a refresh-token
         source at :attr:`auth_server`, and returns an initialized built-in client for the proxy.
-        Register anything that needs closing with :meth:`close_client`.
         """
         proxy = await self.harness.start_proxy()
-        url = proxy.local_url("mcp")
-        client = await self._stack.enter_async_context(
-            McpClient(url, timeline=self.timeline, protocol_version=self.protocol_version)
+        client = await self.client_stack.enter_async_context(
+            McpClient(
+                proxy.local_url(DEFAULT_TARGET),
+                timeline=self.timeline,
+                protocol_version=self.protocol_version,
+                verify=self.harness.verify,
+            )
         )
         await client.initialize()
         return client
@@ -121,23 +163,37 @@ class RotationMachine(RuleBasedStateMachine):
         return bool(outcome.ok)
 
     async def close_client(self, client: Any) -> None:
-        """Close what :meth:`make_client` built (the default's parts close with the machine)."""
+        """Close what :meth:`make_client` built (:attr:`client_stack` closes right after)."""
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
-        """Run ``coroutine`` on the machine's loop; wait at most ``timeout`` (``step_timeout``)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        bound = self.step_timeout if timeout is None else timeout
-        try:
-            return future.result(bound)
-        except TimeoutError:
-            future.cancel()
-            raise InvariantViolation(
-                f"step did not finish within {bound} s (a hang)\n{self.timeline.format()}"
-            ) from None
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the machine's loop (outside the client's task), moving the clock
+        while it waits on it; a hang raises :class:`InvariantViolation`."""
 
-    async def _start(self) -> Any:
+        async def drive() -> T:
+            return await self._drive(asyncio.ensure_future(coroutine))
+
+        return self._thread.run(drive(), timeout=self.step_timeout + _CLOSE_MARGIN)
+
+    def in_client(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work(client)`` in the client's task and return its result, moving the clock
+        while it waits on it; a hang raises :class:`InvariantViolation`."""
+
+        async def submit() -> T:
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            self._jobs.put_nowait((work, future))
+            return await self._drive(future)
+
+        try:
+            return self._thread.run(submit(), timeout=self.step_timeout + _CLOSE_MARGIN)
+        except InvariantViolation:
+            raise
+        except Exception as exc:
+            exc.add_note(self._scenario_note())
+            raise
+
+    async def _start(self) -> None:
         self.harness = await self._stack.enter_async_context(
             Harness(
                 Setup(protocol_version=self.protocol_version),
@@ -150,53 +206,150 @@ class RotationMachine(RuleBasedStateMachine):
         )
         self.auth_server: FakeAuthorizationServer = self.harness.authorization_server
         self.mcp_server: FakeMCPServer = self.harness.mcp_server
-        return await self.make_client()
+        self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._client_task = asyncio.ensure_future(self._client_life(ready))
+        self.client = await self._drive(ready)
+
+    async def _client_life(self, ready: asyncio.Future[Any]) -> None:
+        # The client's one task: built, called and closed here, so its cancel scopes and task
+        # groups are entered and left where they belong.
+        async with self.client_stack:
+            try:
+                client = await self.make_client()
+            except Exception as exc:
+                ready.set_exception(exc)
+                return
+            ready.set_result(client)
+            try:
+                while (job := await self._jobs.get()) is not None:
+                    work, future = job
+                    try:
+                        result = await work(client)
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+            finally:
+                await self.close_client(client)
+
+    async def _drive(self, future: asyncio.Future[T]) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.step_timeout
+        started = self.clock.time()
+        while not future.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._hung = True
+                raise self._violation(
+                    f"step did not finish within {self.step_timeout} s (a hang, not on the clock)"
+                )
+            # A task, so waiting yields to the loop: what the last advance woke runs first.
+            sleeping = asyncio.ensure_future(self.clock.wait_for_sleepers(1, timeout=remaining))
+            watched: set[asyncio.Future[Any]] = {future, sleeping}
+            if future is not self._client_task:
+                watched.add(self._client_task)
+            try:
+                await asyncio.wait(watched, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not sleeping.done():
+                    sleeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await sleeping
+            if future.done():
+                break
+            if self._client_task.done():
+                # The client's task ended (make_client or close_client raised): say so.
+                self._client_task.result()
+                raise self._violation("the client's task ended in the middle of a step")
+            if sleeping.done() and not sleeping.cancelled() and sleeping.exception() is None:
+                if self.clock.time() + self.clock_step - started > self.hang_after:
+                    self._hung = True
+                    raise self._violation(
+                        f"step still waiting after {self.hang_after:g} s on the manual clock "
+                        "(a hang)"
+                    )
+                self.clock.advance(self.clock_step)
+        return future.result()
 
     async def _close(self) -> None:
         try:
-            await self.close_client(self.client)
+            task = getattr(self, "_client_task", None)
+            if task is not None and not task.done():
+                if self._hung:
+                    # The client's task is stuck in a call: cancel it; close_client still runs.
+                    task.cancel()
+                else:
+                    self._jobs.put_nowait(None)
+                done, _ = await asyncio.wait({task}, timeout=self.step_timeout)
+                if not done:
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=_CLOSE_MARGIN)
+            if task is not None and task.done() and not task.cancelled():
+                task.result()
         finally:
             await self._stack.aclose()
 
-    async def _drain(self) -> None:
-        current = asyncio.current_task()
-        leftovers = [task for task in asyncio.all_tasks() if task is not current]
-        for task in leftovers:
-            task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
-        await self._loop.shutdown_asyncgens()
-
-    def _stop_loop(self) -> None:
-        with contextlib.suppress(InvariantViolation):
-            self.run(self._drain())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(self.step_timeout)
-        if not self._thread.is_alive():
-            self._loop.close()
-
     def teardown(self) -> None:
-        """Close the client and the fakes, stop the loop; a fake's own error is re-raised."""
+        """Close the client (in its task) and the fakes, stop the loop; a fake's own error is
+        re-raised."""
         try:
-            self.run(self._close())
+            self._thread.run(self._close(), timeout=2 * self.step_timeout + _CLOSE_MARGIN)
         finally:
-            self._stop_loop()
+            self._thread.stop()
+
+    # -- the failing example as a scenario file -----------------------------------------------
+
+    def failing_scenario(self) -> Scenario:
+        """The steps so far as a :class:`Scenario`, checked against the machine's invariants:
+        save ``failing_scenario().to_toml()`` into a directory for ``--freshtoken-catalogue-dir``.
+        """
+        name = re.sub(r"(?<!^)(?=[A-Z])", "-", type(self).__name__).lower()
+        setup = Setup(protocol_version=self.protocol_version, **self._setup_changes)
+        return Scenario(
+            name=f"{name}-example",
+            title=f"A failing example {type(self).__name__} found",
+            steps=tuple(self._steps),
+            setup=setup,
+            invariants=Invariants(max_token_requests=1 + self.invalidations),
+        )
+
+    def _scenario_note(self) -> str:
+        scenario = self.failing_scenario()
+        lines = [
+            f"freshtoken: these steps as a scenario file (save as DIR/{scenario.name}.toml, "
+            "run with --freshtoken-catalogue-dir DIR):",
+            *(f"# {text}" for text in self._untranslated),
+            scenario.to_toml().rstrip(),
+        ]
+        return "\n".join(lines)
+
+    def _violation(self, message: str) -> InvariantViolation:
+        error = InvariantViolation(f"{message}\n{self.timeline.format()}")
+        error.add_note(self._scenario_note())
+        return error
+
+    # -- rules ------------------------------------------------------------------------------
 
     def _call(self, tool: str, arguments: Mapping[str, Any]) -> None:
+        call = Call(
+            tool=tool, arguments=dict(arguments), expect="error" if self.revoked else "result"
+        )
+        self._steps.append(call)
+        self._calling()
+        ok = self.in_client(lambda client: self.call(client, tool, arguments))
+        if self.revoked:
+            if ok:
+                raise self._violation(f"call {tool!r} succeeded after its grant was revoked")
+        elif not ok:
+            raise self._violation(f"call {tool!r} did not end with a result")
+
+    def _calling(self) -> None:
         self.calls += 1
         self._call_marks.append(self.timeline.next_seq)
         self._fault_pending = False
-        ok = self.run(self.call(self.client, tool, arguments))
-        if self.revoked:
-            if ok:
-                raise InvariantViolation(
-                    f"call {tool!r} succeeded after its grant was revoked\n{self.timeline.format()}"
-                )
-        elif not ok:
-            raise InvariantViolation(
-                f"call {tool!r} did not end with a result\n{self.timeline.format()}"
-            )
-
-    # -- rules ------------------------------------------------------------------------------
 
     @rule(text=st.sampled_from(["hello", "again"]))
     def call_echo(self, text: str) -> None:
@@ -208,39 +361,31 @@ class RotationMachine(RuleBasedStateMachine):
     def call_stream(self, count: int, cut_after: int | None) -> None:
         """A progress-streaming call, optionally cut after a few events (then resumed)."""
         if cut_after is not None and cut_after < count:
-            self.mcp_server.faults.add(
-                Fault(Match(tool="stream", sse_event=cut_after), CutStream())
-            )
-        self.calls += 1
-        self._call_marks.append(self.timeline.next_seq)
-        self._fault_pending = False
-        ok = self.run(self._stream(count))
-        if not ok:
-            raise InvariantViolation(
-                f"stream call did not end with a result\n{self.timeline.format()}"
-            )
-
-    async def _stream(self, count: int) -> bool:
-        task = asyncio.ensure_future(
-            self.call(self.client, "stream", {"count": count, "pace": 1.0})
-        )
-        # The stream moves only when time does; the step's own bound (run) covers a hang.
-        await drive_clock(self.clock, advance=1.0, timeout=self.step_timeout, until=[task])
-        return await task
+            fault = Fault(Match(tool="stream", sse_event=cut_after), CutStream())
+            self._steps.append(McpFault(fault))
+            self.mcp_server.faults.add(fault)
+        self._steps += [Stream(count=count, pace=1.0), Join()]
+        self._calling()
+        arguments = {"count": count, "pace": 1.0}
+        if not self.in_client(lambda client: self.call(client, "stream", arguments)):
+            raise self._violation("stream call did not end with a result")
 
     @precondition(lambda self: not self.revoked)
     @rule()
     def rotate(self) -> None:
         """The authorization server invalidates every access token now."""
+        self._steps.append(AuthorizationControl("rotate"))
         self.invalidations += 1
         self.auth_server.rotate()
 
     def _arm(self, action: Action) -> None:
         # One request fault at a time: two on one call would also fail its replay (or race each
         # other), and passing that second failure back is correct behaviour, not a bug.
+        fault = Fault(Match(rpc_method="tools/call"), action)
+        self._steps.append(McpFault(fault))
         self.invalidations += 1
         self._fault_pending = True
-        self.mcp_server.faults.add(Fault(Match(rpc_method="tools/call"), action))
+        self.mcp_server.faults.add(fault)
 
     @precondition(lambda self: not self.revoked and not self._fault_pending)
     @rule()
@@ -252,6 +397,7 @@ class RotationMachine(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([60.0, 3600.0]))
     def advance_clock(self, seconds: float) -> None:
         """Time passes, possibly past the access token's lifetime."""
+        self._steps.append(Advance(seconds=seconds))
         self.invalidations += 1
         self.clock.advance(seconds)
 
@@ -265,6 +411,14 @@ class RotationMachine(RuleBasedStateMachine):
     @rule(style=st.sampled_from(REFRESHABLE_STYLES))
     def switch_auth_failure_style(self, style: AuthFailureStyle) -> None:
         """The MCP server starts reporting invalid tokens another way."""
+        if self.calls == 0:
+            # Before any call this is the server's setting from the start.
+            self._setup_changes["auth_failure_style"] = style
+        else:
+            self._untranslated.append(
+                f"before step {len(self._steps) + 1} the MCP server switched to "
+                f"auth_failure_style = {style!r} (no scenario step does that)"
+            )
         self.mcp_server.auth_failure_style = style
 
     @precondition(lambda self: not self.revoked and not self._fault_pending)
@@ -281,7 +435,7 @@ class RotationMachine(RuleBasedStateMachine):
     def no_refresh_token_reuse(self) -> None:
         """A superseded refresh token is never presented."""
         if self.timeline.count(actor="as", kind="refresh.reuse"):
-            raise InvariantViolation(f"refresh-token reuse\n{self.timeline.format()}")
+            raise self._violation("refresh-token reuse")
 
     @invariant()
     def at_most_one_replay_per_call(self) -> None:
@@ -299,16 +453,15 @@ class RotationMachine(RuleBasedStateMachine):
             )
             replayed = {rid: n for rid, n in sends.items() if n > 2}
             if replayed:
-                raise InvariantViolation(
-                    f"request id(s) sent upstream more than twice in one call: {replayed}\n"
-                    f"{self.timeline.format()}"
+                raise self._violation(
+                    f"request id(s) sent upstream more than twice in one call: {replayed}"
                 )
 
     @invariant()
     def one_refresh_per_invalidation(self) -> None:
         """Single-flight: no more token requests than invalidations (plus the first fetch)."""
         if self.auth_server.token_requests > 1 + self.invalidations:
-            raise InvariantViolation(
+            raise self._violation(
                 f"{self.auth_server.token_requests} token requests for {self.invalidations} "
-                f"invalidations\n{self.timeline.format()}"
+                "invalidations"
             )

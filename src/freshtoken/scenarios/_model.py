@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidatorFunctionWrapHandler
 from pydantic import TypeAdapter as _TypeAdapter
 from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
 from pydantic.functional_validators import AfterValidator, WrapValidator
 
 from freshtoken._schema import (
@@ -374,3 +375,93 @@ class Scenario:
     setup: Setup = Field(default_factory=Setup)
     invariants: Invariants = Field(default_factory=Invariants)
     source: str | None = None
+
+    def to_toml(self) -> str:
+        """This scenario as a scenario file that loads back as an equal scenario: save it into a
+        directory and run it with ``pytest --freshtoken-catalogue-dir DIR`` or ``freshtoken
+        scenarios run --catalogue DIR``. Settings and step fields at their defaults are left out.
+
+        Raises :class:`ValueError` for an invariant switched off with ``None`` (TOML has no null).
+        """
+        import tomli_w
+
+        document: dict[str, Any] = {"name": self.name}
+        if self.title:
+            document["title"] = self.title
+        if self.reproduces:
+            document["reproduces"] = self.reproduces
+        if self.property:
+            document["property"] = self.property
+        setup = _changed_fields(self.setup)
+        if setup:
+            document["setup"] = setup
+        document["steps"] = [_step_table(step) for step in self.steps]
+        invariants = _changed_fields(self.invariants)
+        if invariants:
+            document["invariants"] = invariants
+        return tomli_w.dumps(document)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis (and IPython) print examples through this: one line, not the full repr.
+        printer.text(self.summary())
+
+    def summary(self) -> str:
+        """One line: the name, each step in a few words, and the setup fields changed."""
+        steps = " · ".join(_step_words(step) for step in self.steps)
+        changed = ", ".join(f"{k}={v!r}" for k, v in _changed_fields(self.setup).items())
+        return f"<Scenario {self.name!r}: {steps}" + (f"; setup {changed}>" if changed else ">")
+
+    # Declared after the methods: a class-body name ``property`` above them would shadow the
+    # builtin their decorators use.
+    property: str = ""
+
+
+def _defaults(cls: type[Any]) -> dict[str, Any]:
+    fields: dict[str, FieldInfo] = cls.__pydantic_fields__
+    return {
+        name: info.get_default(call_default_factory=True)
+        for name, info in fields.items()
+        if not info.is_required()
+    }
+
+
+def _changed_fields(value: Any) -> dict[str, Any]:
+    defaults = _defaults(type(value))
+    dumped = _adapter(type(value)).dump_python(value, mode="json")
+    changed = {
+        name: dumped[name]
+        for name in dumped
+        if name not in defaults or getattr(value, name) != defaults[name]
+    }
+    for name, item in changed.items():
+        if item is None:
+            raise ValueError(f"{name} = None cannot be written in TOML (it has no null)")
+    return changed
+
+
+def _step_table(step: _AnyStep) -> dict[str, Any]:
+    table = step_to_json(step)
+    if isinstance(step, McpFault):
+        return {key: item for key, item in table.items() if item is not None}
+    defaults = _defaults(type(step))
+    return {
+        key: item
+        for key, item in table.items()
+        if key in ("step", "target") or (key not in defaults or getattr(step, key) != defaults[key])
+    }
+
+
+def _step_words(step: _AnyStep) -> str:
+    if isinstance(step, McpFault):
+        return f"fault {step.fault.action.kind}"
+    if isinstance(step, AuthorizationControl):
+        return f"as {step.action}"
+    if isinstance(step, Call):
+        return f"call {step.tool}" + ("" if step.expect == "result" else f" ({step.expect})")
+    if isinstance(step, Advance):
+        return f"advance {step.seconds:g}s"
+    if isinstance(step, Stream):
+        return f"stream {step.count}"
+    if isinstance(step, Burst):
+        return f"burst {step.n}"
+    return str(step.kind)

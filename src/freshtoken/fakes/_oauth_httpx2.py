@@ -1,0 +1,71 @@
+"""The fake OAuth authorization server's core as an ``httpx2`` transport: no sockets.
+
+The official MCP Python SDK (``mcp`` 2.x) talks HTTP through ``httpx2``, a fork of httpx that
+respx cannot intercept. This is the httpx2 counterpart of :func:`~freshtoken.fakes.mount_respx`:
+mount it on the client the SDK's OAuth code uses, and its token, metadata, registration and
+revocation requests go straight into :meth:`OAuthCore.handle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, cast
+
+from freshtoken.fakes._oauth_core import OAuthCore
+from freshtoken.fakes._oauth_models import CoreRequest, CoreResponse
+
+if TYPE_CHECKING:
+    import httpx2
+
+__all__ = ["httpx2_transport"]
+
+
+def httpx2_transport(core: OAuthCore) -> httpx2.MockTransport:
+    """A transport (for ``httpx2.AsyncClient`` or ``httpx2.Client``) answering every request
+    from ``core``.
+
+    Mount it for the authorization server's origin only, so other requests still go out::
+
+        transport = httpx2_transport(core)
+        client = httpx2.AsyncClient(mounts={core.issuer: transport})
+
+    ``core.issuer`` names the origin the metadata advertises (``OAuthCore(issuer=...)``; for a
+    running :class:`FakeAuthorizationServer` it is its URL). Faults behave as over sockets:
+    ``reset`` and ``lose_response`` raise :class:`httpx2.ReadError`; ``delay`` waits on the
+    core's clock, so it needs the async client.
+    """
+    import httpx2
+
+    def handle(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
+        response = core.handle(
+            CoreRequest(
+                method=request.method,
+                path=request.url.path,
+                query=request.url.query.decode("ascii"),
+                headers=dict(request.headers),
+                body=request.content,
+            )
+        )
+        if response.delay > 0:
+            return _delayed(core, request, response)
+        return _to_httpx2(request, response)
+
+    # One handler for both clients: MockTransport awaits what an async client gets back.
+    return httpx2.MockTransport(cast(Any, handle))
+
+
+async def _delayed(
+    core: OAuthCore, request: httpx2.Request, response: CoreResponse
+) -> httpx2.Response:
+    await core.clock.sleep(response.delay)
+    return _to_httpx2(request, response)
+
+
+def _to_httpx2(request: httpx2.Request, response: CoreResponse) -> httpx2.Response:
+    import httpx2
+
+    if response.reset:
+        raise httpx2.ReadError("connection reset by the fake authorization server", request=request)
+    return httpx2.Response(
+        response.status, headers=response.headers, content=response.body, request=request
+    )
