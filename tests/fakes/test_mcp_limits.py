@@ -18,9 +18,6 @@ def _echo(text: str, id: int = 7) -> dict[str, object]:
 
 
 @pytest.mark.timeout(60)
-# aiohttp (the proxy's upstream client) warns about a body over 1 MiB passed as bytes; the
-# warning is aiohttp's advice to the proxy, not a failure of the round trip under test.
-@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
 @pytest.mark.parametrize("mode", ["sse", "json"])
 async def test_a_5_mb_echo_round_trips_directly_and_through_the_proxy(mode: str) -> None:
     text = "0123456789abcdef" * (FIVE_MB // 16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import ssl
@@ -294,7 +295,7 @@ class Forwarder:
                         return await self.session.request(
                             ex.request.method,
                             url,
-                            data=ex.body or None,
+                            data=_request_data(ex.body),
                             headers=headers,
                             allow_redirects=False,
                             ssl=target.ssl,
@@ -595,3 +596,16 @@ def _downstream_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
             continue
         out.add(key, value)
     return out
+
+
+# aiohttp writes a bytes body in one piece and warns past 1 MiB that this can stall the loop; a
+# file-like body is written in chunks. A fresh reader per send, because a replay sends it again.
+_CHUNKED_BODY_FROM = 1024 * 1024
+
+
+def _request_data(body: bytes) -> bytes | io.BytesIO | None:
+    if not body:
+        return None
+    if len(body) > _CHUNKED_BODY_FROM:
+        return io.BytesIO(body)
+    return body
