@@ -647,25 +647,7 @@ class Bench:
                 )
             )
             if p.pytest_tests > 0:
-                self.log("harness per test through the pytest fixtures")
-                per_test = harness.call(
-                    "pytest_cost",
-                    wait=600.0,
-                    tests=p.pytest_tests,
-                    rounds=max(1, min(p.rounds, 3)),
-                )
-                plain, fixtures = median(per_test["plain"]), median(per_test["fixtures"])
-                self.rows.append(
-                    Row(
-                        "pytest test with freshtoken_proxy (direct: plain test)",
-                        "ms",
-                        plain * 1000,
-                        fixtures * 1000,
-                        "<= 50 ms",
-                        (fixtures - plain) * 1000 <= 50,
-                        f"the fixtures add {(fixtures - plain) * 1000:.1f} ms per test",
-                    )
-                )
+                self._fixture_rows(harness)
             if p.catalogue_limit == 0:
                 return
             self.log("scenario catalogue on the proxy")
@@ -689,6 +671,48 @@ class Bench:
                     "<= 15 s",
                     result["elapsed"] <= 15 and not failed,
                     f"{len(failed)} failed: {', '.join(failed)}" if failed else "all passed",
+                )
+            )
+
+    def _fixture_rows(self, harness: Worker) -> None:
+        p = self.p
+        rounds = max(1, min(p.rounds, 3))
+        for workers in (0, 2):
+            where = "under xdist -n 2" if workers else "in one process"
+            self.log(f"harness per test through the pytest fixtures, {where}")
+            cost = harness.call(
+                "pytest_cost", wait=600.0, tests=p.pytest_tests, rounds=rounds, workers=workers
+            )
+            plain = median(cost["plain"]) * 1000
+            suffix = f" ({where})" if workers else ""
+            for kind, name, target, limit in (
+                ("proxy", "freshtoken_proxy", "<= 50 ms", 50.0),
+                ("client", "freshtoken_client", "<= 5 ms", 5.0),
+            ):
+                with_fixture = median(cost[kind]) * 1000
+                added = with_fixture - plain
+                self.rows.append(
+                    Row(
+                        f"pytest test with {name}{suffix} (direct: plain test)",
+                        "ms",
+                        plain,
+                        with_fixture,
+                        f"{target} added",
+                        added <= limit,
+                        f"the fixture adds {added:.1f} ms per test",
+                    )
+                )
+            first = median(cost["first"]) * 1000
+            self.rows.append(
+                Row(
+                    f"first freshtoken_client test in a fresh process{suffix}",
+                    "ms",
+                    None,
+                    first,
+                    "<= 300 ms",
+                    first <= 300,
+                    "loads the harness, starts the fixtures' loop"
+                    + (" (each worker)" if workers else ""),
                 )
             )
 

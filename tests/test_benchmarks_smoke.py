@@ -60,6 +60,10 @@ def test_benchmark_script_produces_the_table(tmp_path: Path) -> None:
         "10 calls on one rotation: answered",
         "harness up+down per test (direct: fakes only)",
         "pytest test with freshtoken_proxy (direct: plain test)",
+        "pytest test with freshtoken_client (direct: plain test)",
+        "first freshtoken_client test in a fresh process",
+        "pytest test with freshtoken_client (under xdist -n 2) (direct: plain test)",
+        "first freshtoken_client test in a fresh process (under xdist -n 2)",
     ]
     for figure in expected:
         assert figure in rows, sorted(rows)

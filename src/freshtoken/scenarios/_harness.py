@@ -50,9 +50,14 @@ class _Managed(Protocol):
 
 @functools.cache
 def default_client_ssl() -> ssl.SSLContext:
-    """One client TLS context on the system's trust store, shared by every harness in the process
-    (an SSL context is safe to share between connections and threads)."""
-    return ssl.create_default_context()
+    """The client TLS context of a harness without TLS, shared by every harness in the process.
+
+    Without TLS the fakes speak plain http, so no client ever verifies a certificate with it;
+    httpx still wants a context, and ``verify=True`` would load the system's trust store for
+    each client (tens of milliseconds). This one trusts no CA at all: were it ever used for
+    https, verification would fail rather than pass.
+    """
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class Harness:
@@ -165,8 +170,8 @@ class Harness:
     @property
     def verify(self) -> ssl.SSLContext:
         """What an httpx client passes as ``verify`` to reach the fakes: the fakes' CA with TLS,
-        else the system's trust store in one context per process (``verify=True`` would load the
-        trust store again for every client)."""
+        else :func:`default_client_ssl` (plain http needs no trust, and loading the system's
+        trust store costs tens of milliseconds per client)."""
         context = self.client_ssl
         return context if context is not None else default_client_ssl()
 
