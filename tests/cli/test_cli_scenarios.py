@@ -47,12 +47,13 @@ def test_run_passes_on_proxy_with_reports(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "[1/2] seed-stale-bearer-after-rotation on proxy ... pass" in out
-    assert "2 of 2 passed" in out
+    assert "2 passed, 0 failed (of 2)" in out
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "2"
     assert suite.get("failures") == "0"
     data = json.loads(report.read_text())
     assert [d["scenario"] for d in data] == [SEED, "auth-failure-200-jsonrpc"]
+    assert [d["outcome"] for d in data] == ["passed", "passed"]
     assert data[0]["token_requests"] == 1
     assert data[0]["timeline"]
 
@@ -96,7 +97,7 @@ def test_user_catalogue_directory_and_malformed_file(
         'title = "mine"\nreproduces = "here"\n[[steps]]\nstep = "initialize"\n[[steps]]\nstep = "call"\n'
     )
     assert main(["scenarios", "run", "mine", "--catalogue", str(tmp_path)]) == 0
-    assert "1 of 1 passed" in capsys.readouterr().out
+    assert "1 passed, 0 failed (of 1)" in capsys.readouterr().out
     bad = tmp_path / "broken.toml"
     bad.write_text('[[steps]]\nstep = "call"\ntool = 7\n')
     assert main(["scenarios", "list", "--catalogue", str(tmp_path)]) == 2
@@ -104,13 +105,79 @@ def test_user_catalogue_directory_and_malformed_file(
     assert err == f"freshtoken scenarios: {bad}: steps[0].tool: Input should be a valid string"
 
 
-def test_command_subject_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    client = Path(__file__).parents[1] / "scenarios" / "sdk_scenario_client.py"
-    command = f"{sys.executable} {client}"
+README_CLIENT = Path(__file__).parents[1] / "scenarios" / "readme_client.py"
+
+
+def test_command_subject_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    command = f"{sys.executable} {README_CLIENT}"
     argv = ["scenarios", "run", SEED, "--subject", "command", "--command", command]
     assert main(argv) == 1
     assert main([*argv, "--command-via-proxy"]) == 0
-    assert "1 of 1 passed" in capsys.readouterr().out
+    assert "1 passed, 0 failed (of 1)" in capsys.readouterr().out
+
+
+def test_scenarios_that_do_not_apply_are_counted_apart_and_skipped_in_junit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    command = f"{sys.executable} {README_CLIENT}"
+    argv = ["scenarios", "run", "dns-rebinding-refused", "client-disconnect-cancels-upstream"]
+    argv += ["--subject", "command", "--command", command, "--command-via-proxy"]
+    code = main([*argv, "--junit", str(junit), "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "client-disconnect-cancels-upstream on command ... n/a" in out
+    assert "1 passed, 0 failed, 1 not applicable (of 2)" in out
+    assert "client-disconnect-cancels-upstream: needs MCP revision 2026-07-28" in out
+    suite = ET.parse(junit).getroot()
+    assert suite.get("skipped") == "1"
+    assert suite.get("failures") == "0"
+    skipped = suite.find("testcase[@name='client-disconnect-cancels-upstream']/skipped")
+    assert skipped is not None
+    assert "2026-07-28" in skipped.get("message", "")
+    data = {d["scenario"]: d for d in json.loads(report.read_text())}
+    assert data["client-disconnect-cancels-upstream"]["outcome"] == "not applicable"
+    assert "2026-07-28" in data["client-disconnect-cancels-upstream"]["reason"]
+    assert data["dns-rebinding-refused"]["outcome"] == "passed"
+    assert data["dns-rebinding-refused"]["command"]["status"] == 0
+
+
+def test_a_command_that_cannot_start_is_one_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["scenarios", "run", "--subject", "command", "--command", "no-such-client --x"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert lines == [
+        "freshtoken scenarios: --command: cannot run 'no-such-client': not found on PATH"
+    ]
+
+
+def test_log_lines_go_to_the_report_not_between_progress_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.json"
+    names = ["invalid-grant-terminal", SEED]
+    assert main(["scenarios", "run", *names, "--json", str(report)]) == 0
+    captured = capsys.readouterr()
+    assert "credentials refused" not in captured.out + captured.err
+    progress = [line for line in captured.out.splitlines() if line.startswith("[")]
+    assert progress[0].startswith("[1/2] invalid-grant-terminal on proxy ... pass (")
+    assert progress[1].startswith(f"[2/2] {SEED} on proxy ... pass (")
+    data = json.loads(report.read_text())
+    assert any("credentials refused" in line for line in data[0]["log"])
+    assert data[1]["log"] == []
+
+    assert main(["scenarios", "run", "invalid-grant-terminal", "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[1/1] invalid-grant-terminal on proxy ..."
+    refused = [i for i, line in enumerate(lines) if "credentials refused" in line]
+    verdict = next(i for i, line in enumerate(lines) if line.strip().startswith("pass ("))
+    assert refused
+    assert all(0 < i < verdict for i in refused)
+    assert all(lines[i].startswith("    ") for i in refused)
 
 
 def test_without_the_harness_extra_scenarios_and_fakes_exit_2_and_proxy_works(

@@ -13,10 +13,11 @@ import pytest
 from freshtoken.scenarios import (
     Environment,
     McpClient,
+    Play,
+    SubjectSession,
     load_catalogue,
     run_scenario,
 )
-from freshtoken.scenarios._subjects import Play, SubjectSession
 from freshtoken.scenarios._tokens import says_auth_failed
 
 CATALOGUE = {s.name: s for s in load_catalogue()}

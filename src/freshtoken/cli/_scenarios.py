@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from freshtoken._errors import ConfigError
+from freshtoken._setup import PROTOCOL_VERSIONS
 from freshtoken.scenarios import (
     Scenario,
     ScenarioResult,
@@ -79,7 +83,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument(
         "--command-via-proxy",
         action="store_true",
-        help="give the command the proxy's URL instead of the MCP server's",
+        help="give the command the proxy's URL instead of the MCP server's (and no credentials)",
+    )
+    run.add_argument(
+        "--command-revision",
+        action="append",
+        choices=PROTOCOL_VERSIONS,
+        metavar="REV",
+        help="an MCP revision the command speaks (repeatable; default: 2025-06-18 and 2025-11-25)",
+    )
+    run.add_argument(
+        "--command-clock",
+        choices=("system", "faketime", "auto"),
+        default="system",
+        help="system (default): the command gets the token's expiry, and scenarios that need "
+        "it to see the clock move do not apply; faketime: run it under libfaketime so its "
+        "wall clock follows the scenario's (auto: when installed)",
+    )
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show log lines and the command's output as they come",
     )
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     run.add_argument("--json", metavar="FILE", help="write a JSON report with timelines")
@@ -112,7 +137,8 @@ def _list(args: argparse.Namespace) -> int:
         return _usage_error(exc)
     width = max(len(s.name) for s in scenarios)
     for scenario in scenarios:
-        print(f"{scenario.name:<{width}}  {scenario.title}")
+        judges = "+".join(scenario.applicability.roles)
+        print(f"{scenario.name:<{width}}  {judges:<12}  {scenario.title}")
     return 0
 
 
@@ -135,7 +161,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _diagram_block(result: ScenarioResult) -> str:
-    lines = [f"{result.scenario.name} on {result.subject}: {'pass' if result.passed else 'FAILED'}"]
+    verdict = {"passed": "pass", "failed": "FAILED"}.get(result.outcome, "not applicable")
+    lines = [f"{result.scenario.name} on {result.subject}: {verdict}"]
+    if result.not_applicable is not None:
+        lines.append(f"  {result.not_applicable}")
+        return "\n".join(lines)
     lines += [f"  {check.name}: {check.reason}" for check in result.failures]
     lines.append(diagram_text(result))
     return "\n".join(lines)
@@ -152,19 +182,27 @@ def _pick(scenarios: list[Scenario], names: list[str]) -> list[Scenario]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    live = _Live(sys.stdout) if args.verbose else None
     try:
         scenarios = _pick(_catalogue(args), args.names)
-        subject = get_subject(args.subject, command=args.command, via_proxy=args.command_via_proxy)
+        subject = get_subject(
+            args.subject,
+            command=args.command,
+            via_proxy=args.command_via_proxy,
+            revisions=args.command_revision,
+            clock=args.command_clock,
+            echo=live.output if live is not None else None,
+        )
+        results = asyncio.run(_run_all(scenarios, args.subject, subject, live))
     except ConfigError as exc:
         return _usage_error(exc)
-    results = asyncio.run(_run_all(scenarios, args.subject, subject))
     print()
     print(summary_table(results))
     for result in results:
         if args.diagram:
             print()
             print(_diagram_block(result))
-        elif not result.passed:
+        elif result.failed:
             print()
             print(result.format_failures())
     if args.html:
@@ -173,17 +211,68 @@ def _run(args: argparse.Namespace) -> int:
         write_junit(results, args.junit)
     if args.json:
         write_json(results, args.json)
-    return 0 if all(r.passed for r in results) else 1
+    return 1 if any(r.failed for r in results) else 0
 
 
-async def _run_all(scenarios: list[Scenario], label: str, subject: Subject) -> list[ScenarioResult]:
+class _Live:
+    """``-v``: log lines and the command's output as they come, indented under the scenario."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def line(self, text: str) -> None:
+        for part in text.rstrip("\n").splitlines():
+            print(f"    {part}", file=self.stream, flush=True)
+
+    def output(self, text: str) -> None:
+        self.line(text)
+
+
+class _Capture(logging.Handler):
+    """Keeps each scenario's log lines for its report instead of letting them interleave with
+    the progress lines (shown live with ``-v``)."""
+
+    def __init__(self, live: _Live | None) -> None:
+        super().__init__(logging.INFO if live is not None else logging.WARNING)
+        self.live = live
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        self.lines.append(line)
+        if self.live is not None:
+            self.live.line(line)
+
+
+async def _run_all(
+    scenarios: list[Scenario], label: str, subject: Subject, live: _Live | None
+) -> list[ScenarioResult]:
     results = []
     total = len(scenarios)
-    for i, scenario in enumerate(scenarios, 1):
-        print(f"[{i}/{total}] {scenario.name} on {label} ...", end=" ", flush=True)
-        result = await run_scenario(scenario, subject)
-        print(f"{'pass' if result.passed else 'FAIL'} ({result.duration:.2f}s)", flush=True)
-        results.append(result)
+    capture = _Capture(live)
+    root, ours = logging.getLogger(), logging.getLogger("freshtoken")
+    level = ours.level
+    root.addHandler(capture)
+    if live is not None:
+        # freshtoken's own INFO lines only: an HTTP library's request lines would print URLs
+        # with the proxy's capability secret in them.
+        ours.setLevel(logging.INFO)
+    try:
+        for i, scenario in enumerate(scenarios, 1):
+            print(f"[{i}/{total}] {scenario.name} on {label} ...", end="", flush=True)
+            if live is not None:
+                print(flush=True)
+            capture.lines = []
+            result = await run_scenario(scenario, subject)
+            result = dataclasses.replace(result, log=tuple(capture.lines))
+            verdict = {"passed": "pass", "failed": "FAIL"}.get(result.outcome, "n/a")
+            timing = f" ({result.duration:.2f}s)" if result.not_applicable is None else ""
+            print(f"{'    ' if live is not None else ' '}{verdict}{timing}", flush=True)
+            results.append(result)
+    finally:
+        root.removeHandler(capture)
+        ours.setLevel(level)
     return results
 
 

@@ -64,6 +64,8 @@ class ScenarioItem(pytest.Item):
         result = run_scenario_sync(self.scenario, subject)
         self.stash[timeline_key] = result.timeline
         self.stash[scenario_result_key] = result
+        if result.not_applicable is not None:
+            pytest.skip(f"not applicable to {result.subject}: {result.not_applicable}")
         if not result.passed:
             lines = [f"{self.scenario.name} on {result.subject}: FAILED"]
             lines += [f"  {check.name}: {check.reason}" for check in result.failures]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typing as _typing
 
+from freshtoken.scenarios._applicability import Applicability, SubjectProfile
 from freshtoken.scenarios._client import CallOutcome, McpClient
+from freshtoken.scenarios._command import CommandSubject, protocol_schema
 from freshtoken.scenarios._diagram import Diagram, build_diagram, format_diagram
 from freshtoken.scenarios._harness import DEFAULT_TARGET, Harness
 from freshtoken.scenarios._html import render_html, write_html
@@ -34,12 +36,20 @@ from freshtoken.scenarios._model import (
     Stream,
     Wait,
 )
+from freshtoken.scenarios._mutants import Mutant, MutantSubject, mutant_subjects, mutants
 from freshtoken.scenarios._report import summary_table, write_json, write_junit
 from freshtoken.scenarios._runner import (
     CheckResult,
     ScenarioResult,
     run_scenario,
     run_scenario_sync,
+)
+from freshtoken.scenarios._session import (
+    CommandRun,
+    Environment,
+    Play,
+    Subject,
+    SubjectSession,
 )
 from freshtoken.scenarios._strategies import (
     RECOVERABLE_FAULT_KINDS,
@@ -50,24 +60,19 @@ from freshtoken.scenarios._strategies import (
     token_policies,
     workloads,
 )
-from freshtoken.scenarios._subjects import (
-    CommandSubject,
-    Environment,
-    Subject,
-    buggy_subjects,
-    builtin_subjects,
-    get_subject,
-)
+from freshtoken.scenarios._subjects import buggy_subjects, builtin_subjects, get_subject
 
 __all__ = [
     "DEFAULT_TARGET",
     "RECOVERABLE_FAULT_KINDS",
     "Advance",
+    "Applicability",
     "AuthorizationControl",
     "Burst",
     "Call",
     "CallOutcome",
     "CheckResult",
+    "CommandRun",
     "CommandSubject",
     "Diagram",
     "Disconnect",
@@ -78,7 +83,10 @@ __all__ = [
     "Join",
     "McpClient",
     "McpFault",
+    "Mutant",
+    "MutantSubject",
     "OpenGetStream",
+    "Play",
     "ReportItem",
     "Restart",
     "Resume",
@@ -89,6 +97,8 @@ __all__ = [
     "Step",
     "Stream",
     "Subject",
+    "SubjectProfile",
+    "SubjectSession",
     "Wait",
     "buggy_subjects",
     "build_diagram",
@@ -101,7 +111,10 @@ __all__ = [
     "get_subject",
     "load_catalogue",
     "load_scenario",
+    "mutant_subjects",
+    "mutants",
     "parse_scenario",
+    "protocol_schema",
     "render_html",
     "run_scenario",
     "run_scenario_sync",
@@ -114,6 +127,7 @@ __all__ = [
     "write_json",
     "write_junit",
 ]
+
 
 if _typing.TYPE_CHECKING:
     from freshtoken.scenarios._machine import RotationMachine

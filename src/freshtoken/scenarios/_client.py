@@ -84,6 +84,8 @@ class CallOutcome:
     result: dict[str, Any] | None = None
     error: str | None = None
     progress: list[float] = field(default_factory=list)
+    request_id: str | None = None
+    """The JSON-RPC id the call went out with (the verdicts find it among what the server saw)."""
 
     @property
     def ok(self) -> bool:
@@ -223,6 +225,7 @@ class McpClient:
         except asyncio.CancelledError:
             self.timeline.record(self.name, "call.abandoned", request_id=str(request_id))
             raise
+        outcome.request_id = str(request_id)
         detail: dict[str, Any] = {}
         if outcome.error:
             detail["error"] = outcome.error
@@ -444,6 +447,8 @@ class McpClient:
                 "stream.cut",
                 request_id=str(request_id),
                 last_event_id=exchange.last_event_id,
+                # A clean end without the response, or a broken connection or body.
+                broken=exchange.transport_error is not None,
             )
 
     async def _answer(self, message: dict[str, Any], request_id: int) -> str | None:

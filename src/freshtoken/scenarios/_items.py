@@ -40,9 +40,14 @@ class ReportItem:
         """The report entry of a scenario run, its failed invariants pinned to their events."""
         events = tuple(result.timeline.events)
         failures = tuple((check.name, check.reason) for check in result.failures)
+        if result.not_applicable is not None:
+            output = f"not applicable: {result.not_applicable}"
+        else:
+            output = result.output
         return cls(
             name=result.scenario.name,
-            outcome="passed" if result.passed else "failed",
+            outcome=result.outcome,
+            output=output,
             events=events,
             failures=failures,
             pins=pin_failures(failures, events, result.scenario.invariants),

@@ -16,6 +16,7 @@ from pydantic.dataclasses import dataclass
 
 from freshtoken._errors import ConfigError
 from freshtoken._schema import MODEL_CONFIG, load_toml, parse
+from freshtoken.scenarios._applicability import Applicability
 from freshtoken.scenarios._model import Invariants, Scenario, Setup, Steps
 
 __all__ = ["builtin_catalogue_dir", "load_catalogue", "load_scenario", "parse_scenario"]
@@ -29,8 +30,10 @@ class _ScenarioFile:
     steps: Steps
     title: str = ""
     reproduces: str = ""
+    property: str = ""
     setup: Setup = Field(default_factory=Setup)
     invariants: Invariants = Field(default_factory=Invariants)
+    applicability: Applicability = Field(default_factory=Applicability)
 
 
 def builtin_catalogue_dir() -> Path:
@@ -82,12 +85,21 @@ def parse_scenario(
     if isinstance(data, Mapping) and "name" not in data and default_name is not None:
         data = {"name": default_name, **data}
     checked: _ScenarioFile = parse(_ScenarioFile, data, source=source)
+    listed = checked.applicability.revisions
+    if listed and checked.setup.protocol_version not in listed:
+        raise ConfigError.at(
+            source,
+            "applicability.revisions",
+            f"must include the setup's protocol_version {checked.setup.protocol_version!r}",
+        )
     return Scenario(
         name=checked.name,
         title=checked.title,
         reproduces=checked.reproduces,
+        property=checked.property,
         setup=checked.setup,
         steps=checked.steps,
         invariants=checked.invariants,
+        applicability=checked.applicability,
         source=source,
     )

@@ -28,6 +28,7 @@ from freshtoken._schema import (
 )
 from freshtoken._setup import Setup
 from freshtoken.fakes import Fault
+from freshtoken.scenarios._applicability import Applicability, revisions_of
 
 __all__ = [
     "STEP_KINDS",
@@ -342,9 +343,15 @@ class Invariants:
     * ``status_passed_through`` — every call with ``expect_status`` saw exactly that status;
     * ``no_refresh`` — the authorization server saw no refresh grant from the subject;
     * ``upstream_cancelled`` — the MCP server saw an abandoned stream cancelled;
+    * ``cut_visible`` — every stream the built-in client saw end without its response ended
+      broken (a reset or an incomplete body), never cleanly, which would hide the truncation
+      (not judged for a command, whose client reports no cuts);
     * ``max_upstream_sends`` — the MCP server saw at most this many requests in total;
     * ``max_auth_rejections`` — the MCP server rejected at most this many bearers (0: the subject
-      never sent a token it could have known was expired).
+      never sent a token it could have known was expired);
+    * ``no_relogin`` — no access token was recovered by an interactive grant
+      (``authorization_code``) while a usable refresh token was held: refresh, not re-login.
+      ``None`` (the default) turns it on where the scenario rotates or expires tokens.
     """
 
     every_call_answered: Flag = True
@@ -356,8 +363,10 @@ class Invariants:
     status_passed_through: Flag = True
     no_refresh: Flag = False
     upstream_cancelled: Flag = False
+    cut_visible: Flag = False
     max_upstream_sends: Count | None = None
     max_auth_rejections: Count | None = None
+    no_relogin: Flag | None = None
 
 
 @dataclass(config=MODEL_CONFIG)
@@ -365,7 +374,9 @@ class Scenario:
     """A named, reproducible token-rotation situation: setup, steps, invariants.
 
     ``reproduces`` names the public bug (``repo#number``) or the spec clause it stands for;
-    ``source`` is the file it was loaded from, if any.
+    ``property`` says in one line what must hold (what a subject failing it broke);
+    ``applicability`` says whom it judges and what it needs; ``source`` is the file it was
+    loaded from, if any.
     """
 
     name: Annotated[str, Field(min_length=1)]
@@ -374,7 +385,40 @@ class Scenario:
     reproduces: str = ""
     setup: Setup = Field(default_factory=Setup)
     invariants: Invariants = Field(default_factory=Invariants)
+    applicability: Applicability = Field(default_factory=Applicability)
     source: str | None = None
+
+    def __post_init__(self) -> None:
+        listed = self.applicability.revisions
+        if listed and self.setup.protocol_version not in listed:
+            raise ValueError(
+                f"applicability.revisions {list(listed)} must include the setup's "
+                f"protocol_version {self.setup.protocol_version!r}"
+            )
+
+    @property
+    def revisions(self) -> tuple[str, ...]:
+        """The MCP revisions this scenario is meaningful on."""
+        return revisions_of(self)
+
+    @property
+    def rotates_tokens(self) -> bool:
+        """Whether a step rotates or expires tokens (by a control, a fault or the clock)."""
+        elapsed = 0.0
+        for step in self.steps:
+            if isinstance(step, AuthorizationControl) and step.action in ("rotate", "expire"):
+                return True
+            if isinstance(step, McpFault) and step.fault.action.kind in ("rotate", "expire"):
+                return True
+            if isinstance(step, Advance):
+                elapsed += step.seconds
+        return elapsed >= self.setup.access_ttl
+
+    @property
+    def relogin_judged(self) -> bool:
+        """Whether ``no_relogin`` applies: as set, else where tokens rotate."""
+        flag = self.invariants.no_relogin
+        return self.rotates_tokens if flag is None else flag
 
     def to_toml(self) -> str:
         """This scenario as a scenario file that loads back as an equal scenario: save it into a
@@ -399,6 +443,9 @@ class Scenario:
         invariants = _changed_fields(self.invariants)
         if invariants:
             document["invariants"] = invariants
+        applicability = _changed_fields(self.applicability)
+        if applicability:
+            document["applicability"] = applicability
         return tomli_w.dumps(document)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
