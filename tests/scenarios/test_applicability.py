@@ -24,6 +24,7 @@ from freshtoken.scenarios import (
     builtin_subjects,
     load_catalogue,
     parse_scenario,
+    render_html,
     run_scenario,
 )
 from freshtoken.scenarios._applicability import fit
@@ -150,6 +151,9 @@ async def test_a_scenario_runs_on_the_newest_listed_revision_the_subject_speaks(
     assert not stateless.passed
     assert not stateless.failed
     assert len(stateless.timeline) == 0  # nothing ran
+    page = render_html([result, stateless])
+    assert 'data-outcome="not applicable"' in page
+    assert "needs MCP revision 2026-07-28; the subject speaks 2025-06-18" in page
 
 
 @pytest.mark.parametrize("scenario", CATALOGUE, ids=lambda s: s.name)

@@ -413,3 +413,39 @@ async def test_on_the_system_clock_clock_scenarios_do_not_apply(tmp_path: Path) 
     # Through the proxy the clock is the proxy's: the scenario applies.
     proxied = await run_scenario(needs_clock, CommandSubject(README_CLIENT, via_proxy=True))
     assert proxied.passed, proxied.format_failures()
+
+
+async def test_garbage_on_the_control_endpoints_is_refused_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    hostile = _script(
+        tmp_path,
+        """
+        import os, socket, httpx
+        control = os.environ["FRESHTOKEN_CONTROL_URL"]
+        host, port = control.removeprefix("http://").split(":")
+        statuses = []
+        with httpx.Client() as http:
+            statuses.append(http.post(control + "/result/1", content=b"\\x00\\xff not json").status_code)
+            statuses.append(http.post(control + "/result/1", content=b"[" * 100000).status_code)
+            statuses.append(http.post(control + "/event", content=b"x" * (2 << 20)).status_code)
+            statuses.append(http.get(control + "/step/0").status_code)
+            statuses.append(http.post(control + "/step/-1").status_code)
+            statuses.append(http.post(control + "/nowhere").status_code)
+        for junk in (b"\\x16\\x03\\x01garbage\\r\\n\\r\\n", b"POST /step/0 HTTP/1.1\\r\\nContent-Length: 5\\r\\n\\r\\nab"):
+            with socket.create_connection((host, int(port))) as raw:
+                raw.sendall(junk)
+        print(" ".join(map(str, statuses)))
+        """,
+    )
+    scenario = Scenario(name="hostile", steps=(Initialize(), Call()))
+    result = await run_scenario(scenario, CommandSubject(hostile))
+    assert result.command is not None
+    assert result.command.status == 0, result.output
+    statuses = [int(s) for s in result.output.split()]
+    assert statuses[:3] == [400, 400, 413]
+    assert statuses[3] == 405
+    assert statuses[4] in (400, 404)
+    assert statuses[5] == 404
+    assert result.failed
+    assert "never reported" in {c.name: c.reason for c in result.failures}["every_call_answered"]

@@ -27,6 +27,7 @@ from freshtoken.scenarios import (
     Join,
     McpClient,
     Play,
+    ReportItem,
     Scenario,
     Stream,
     SubjectSession,
@@ -204,6 +205,8 @@ async def test_logging_in_again_while_a_refresh_token_was_held_is_a_relogin() ->
     reason = result.failures[0].reason
     assert reason.startswith("re-login: an access token was recovered by an interactive")
     assert "after step 3 while a valid refresh token was held" in reason
+    login = result.timeline.select(actor="as", kind="token.request")[0]
+    assert ReportItem.from_result(result).pins[login.seq] == ("no_relogin",)
 
 
 async def test_logging_in_again_after_the_grant_was_revoked_is_no_relogin() -> None:

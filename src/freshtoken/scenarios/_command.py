@@ -310,7 +310,7 @@ class _CommandSession:
         async def body_of(request: web.Request, definition: str) -> Any:
             try:
                 body = await request.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 return refuse(400, f"{request.path}: the body must be JSON")
             why = _invalid(definition, body)
             return refuse(400, f"{request.path}: {why}") if why is not None else body

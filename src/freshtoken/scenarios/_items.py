@@ -190,6 +190,14 @@ def _evidence(name: str, events: Sequence[Event], invariants: Any) -> list[Event
                 or (e.actor == "client" and e.kind == "command.exit" and bool(e.status))
             )
         )
+    if name == "no_relogin":
+        return select(
+            lambda e: (
+                _is("as", "token.request")(e) and e.detail.get("grant_type") == "authorization_code"
+            )
+        )
+    if name == "command":
+        return select(lambda e: e.actor == "client" and e.kind == "command.exit")
     if name == "run":
         return list(events[-1:])
     return []
