@@ -9,8 +9,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import trustme
-
 __all__ = ["FakeCA"]
 
 _LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
@@ -24,6 +22,9 @@ class FakeCA:
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
+        # Imported here: trustme loads cryptography, which a run without TLS never needs.
+        import trustme
+
         self._ca = trustme.CA()
         self._cert = self._ca.issue_cert(*_LOOPBACK_NAMES)
         self._owned_dir = directory is None
