@@ -147,7 +147,8 @@ class CommandSubject:
     default) it gets the token's expiry but cannot see the scenario's clock move, so scenarios
     that need that are not applicable; ``"faketime"`` runs it under libfaketime, its wall clock
     following the scenario's (``"auto"``: when libfaketime is installed). ``timeout`` bounds one
-    run in real seconds; ``echo`` receives its output as it comes (the CLI's ``-v``).
+    run in real seconds (``startup_allowance`` of them for starting up); ``echo`` receives its
+    output as it comes (the CLI's ``-v``).
     """
 
     command: str | Sequence[str]
@@ -159,6 +160,9 @@ class CommandSubject:
     # says it works under it is judged on the clock.
     clock: ClockMode = "system"
     timeout: float = 30.0
+    startup_allowance: float = 10.0
+    """Real seconds the command may take to start (to its first control request) that do not
+    count against a scenario's ``max_duration``: an interpreter importing an SDK is not a hang."""
     name: str = "command"
     description: str = "an external MCP client run as a command"
     echo: Callable[[str], None] | None = None
@@ -269,8 +273,18 @@ class _CommandSession:
         self.url = url
         self.violations: list[str] = []
         self.clock_file: _ClockFile | None = None
+        self.spawned: float | None = None
+        self.playing: Play | None = None
+
+    def _contact(self) -> None:
+        """The command's first control request: it has started up."""
+        if self.spawned is not None and self.playing is not None:
+            elapsed = asyncio.get_running_loop().time() - self.spawned
+            self.playing.client_started(min(elapsed, self.subject.startup_allowance))
+            self.spawned = None
 
     async def play(self, play: Play) -> None:
+        self.playing = play
         site = LoopbackSite(self._control_app(play))
         await site.start()
         try:
@@ -299,6 +313,7 @@ class _CommandSession:
             return web.json_response({"error": message}, status=status)
 
         def index_of(request: web.Request) -> int | web.Response:
+            self._contact()
             try:
                 index = int(request.match_info["index"])
             except ValueError:
@@ -343,6 +358,7 @@ class _CommandSession:
             return web.json_response({"recorded": index, "remaining": remaining})
 
         async def event(request: web.Request) -> web.Response:
+            self._contact()
             body = await body_of(request, "event")
             if isinstance(body, web.Response):
                 return body
@@ -362,7 +378,9 @@ class _CommandSession:
     def _variables(self, control_url: str, steps_file: Path, library: str | None) -> dict[str, str]:
         env, subject = self.env, self.subject
         scenario = env.scenario
-        deadline = min(subject.timeout, scenario.invariants.max_duration)
+        deadline = min(
+            subject.timeout, scenario.invariants.max_duration + subject.startup_allowance
+        )
         variables = {
             "FRESHTOKEN_PROTOCOL": str(PROTOCOL),
             "FRESHTOKEN_SCENARIO": scenario.name,
@@ -424,6 +442,7 @@ class _CommandSession:
             )
         except OSError as exc:
             raise ConfigError(f"--command: cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+        self.spawned = asyncio.get_running_loop().time()
         self.env.timeline.record("client", "command.pid", pid=process.pid)
         output = _Output(self.subject.echo)
         assert process.stdout is not None
@@ -439,6 +458,7 @@ class _CommandSession:
             await _stop(process)
             raise
         finally:
+            self._contact()  # a command that never asked for anything started up all along
             # Whatever it left behind in its group goes too: nothing outlives the scenario.
             _signal_group(process, _KILL)
             if process.returncode is None:

@@ -123,6 +123,8 @@ class ScenarioPlay:
         self.refresh_replays = 0
         """Refresh grants the runner itself sent (``replay_refresh``): not the subject's."""
         self.command: CommandRun | None = None
+        self.startup = 0.0
+        """Real seconds an external client took to start (not counted against max_duration)."""
         self._reported: dict[int, asyncio.Future[None]] = {}
 
     @property
@@ -384,6 +386,9 @@ class ScenarioPlay:
 
     def command_ran(self, run: CommandRun) -> None:
         self.command = run
+
+    def client_started(self, seconds: float) -> None:
+        self.startup = seconds
 
     async def _join_reports(self, index: int, step: Join) -> None:
         """An external client's join: move the clock each time something sleeps on it until

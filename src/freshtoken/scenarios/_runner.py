@@ -124,6 +124,8 @@ async def run_scenario(scenario: Scenario, subject: Subject | str = "proxy") -> 
             not_applicable=fitted,
         )
     scenario = fitted
+    # An external client's start-up (an interpreter importing its SDK) is not the scenario's.
+    budget = scenario.invariants.max_duration + float(getattr(subject, "startup_allowance", 0.0))
     harness = Harness(scenario.setup, proxy=False)
     timeline = harness.timeline
     started = time.monotonic()
@@ -134,7 +136,7 @@ async def run_scenario(scenario: Scenario, subject: Subject | str = "proxy") -> 
             play = ScenarioPlay(scenario, Environment.of(scenario, harness))
             async with subject.session(play.env) as session:
                 try:
-                    await asyncio.wait_for(session.play(play), scenario.invariants.max_duration)
+                    await asyncio.wait_for(session.play(play), budget)
                 except TimeoutError:
                     play.problems.append(
                         f"the steps did not finish within {scenario.invariants.max_duration:g} s"

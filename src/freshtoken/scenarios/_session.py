@@ -164,6 +164,11 @@ class Play(Protocol):
         """Record how the external client's process ended."""
         ...
 
+    def client_started(self, seconds: float) -> None:
+        """Record how long the external client took to start (to its first control request):
+        time that does not count against the scenario's ``max_duration``."""
+        ...
+
 
 class SubjectSession(Protocol):
     """One run of a subject: plays the steps, then is closed by its context manager."""

@@ -309,8 +309,9 @@ def judge(
     if play.command is not None:
         checks.append(_check("command", _command(play)))
     hang = list(play.problems)
-    if duration > inv.max_duration:
-        hang.append(f"the run took {duration:.2f} s > {inv.max_duration:g} s")
+    if duration - play.startup > inv.max_duration:
+        after = f" after {play.startup:.2f} s of client start-up" if play.startup else ""
+        hang.append(f"the run took {duration - play.startup:.2f} s{after} > {inv.max_duration:g} s")
     checks.append(_check("no_hang", hang))
     return checks
 
