@@ -711,7 +711,7 @@ class Bench:
                     first,
                     "<= 300 ms",
                     first <= 300,
-                    "loads the harness, starts the fixtures' loop"
+                    "loads the harness (bytecode cached), starts the fixtures' loop"
                     + (" (each worker)" if workers else ""),
                 )
             )
