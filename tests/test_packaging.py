@@ -46,6 +46,10 @@ def test_plain_install_has_the_proxy_and_no_test_framework(tmp_path: Path) -> No
     assert not TEST_FRAMEWORK & installed, TEST_FRAMEWORK & installed
 
     _run(python, "-c", "import freshtoken.proxy")
+    # The SDK subjects' adapters are package data, installed beside the modules.
+    subjects = "import freshtoken, pathlib; d = pathlib.Path(freshtoken.__file__).parent"
+    for adapter in ("python_sdk.py", "typescript_sdk/client.mjs", "typescript_sdk/package.json"):
+        _run(python, "-c", f"{subjects}; assert (d / 'scenarios/subjects/{adapter}').is_file()")
     assert "--config" in _run(bin_dir / "freshtoken", "proxy", "--help").stdout
 
     config = tmp_path / "proxy.toml"

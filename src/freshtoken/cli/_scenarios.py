@@ -13,6 +13,8 @@ from typing import TextIO
 from freshtoken._errors import ConfigError
 from freshtoken._setup import PROTOCOL_VERSIONS
 from freshtoken.scenarios import (
+    SCOREBOARD_JOBS,
+    SDK_SUBJECTS,
     Scenario,
     ScenarioResult,
     Subject,
@@ -21,6 +23,7 @@ from freshtoken.scenarios import (
     get_subject,
     load_catalogue,
     run_scenario,
+    run_scoreboard,
     summary_table,
     write_html,
     write_json,
@@ -72,19 +75,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run = actions.add_parser("run", help="run scenarios (default: all) against a subject")
     run.add_argument("names", nargs="*", metavar="NAME")
     catalogue_option(run)
-    subjects = [*builtin_subjects(), "command"]
+    subjects = [*builtin_subjects(), "command", *SDK_SUBJECTS]
     run.add_argument(
         "--subject",
         default="proxy",
         metavar="S",
-        help=f"the subject under test: {', '.join(subjects)} (default: proxy)",
+        help=f"the subject under test: {', '.join(subjects)}, or mutant:NAME (default: proxy)",
     )
     run.add_argument("--command", metavar="CMD", help="the client command for --subject command")
     run.add_argument(
+        "--via-proxy",
         "--command-via-proxy",
+        dest="via_proxy",
         action="store_true",
-        help="give the command the proxy's URL instead of the MCP server's (and no credentials)",
+        help="give a client subject (command, python-sdk, typescript-sdk) freshtoken's proxy's "
+        "URL instead of the MCP server's, and no credentials",
     )
+    _sdk_dir_option(run)
     run.add_argument(
         "--command-revision",
         action="append",
@@ -119,6 +126,58 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="print each run's sequence diagram (for a failure, instead of its raw timeline)",
     )
     run.set_defaults(func=_run)
+
+    board = actions.add_parser(
+        "scoreboard",
+        help="run scenarios (default: all) against several subjects and print the matrix",
+        description="Run the catalogue against several subjects (default: the official Python "
+        "and TypeScript SDK clients, each directly and through freshtoken's proxy) and print "
+        "scenario by subject: pass, FAIL with the failed invariants, or n/a.",
+    )
+    board.add_argument("names", nargs="*", metavar="NAME")
+    catalogue_option(board)
+    board.add_argument(
+        "--subject",
+        action="append",
+        metavar="S",
+        help=f"a subject (repeatable): {', '.join(subjects)}, or mutant:NAME "
+        f"(default: {' and '.join(SDK_SUBJECTS)})",
+    )
+    rows = board.add_mutually_exclusive_group()
+    rows.add_argument(
+        "--direct", action="store_true", help="client subjects only as they are (no proxy)"
+    )
+    rows.add_argument(
+        "--via-proxy", action="store_true", help="client subjects only through the proxy"
+    )
+    board.add_argument("--command", metavar="CMD", help="the client command for --subject command")
+    _sdk_dir_option(board)
+    board.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=SCOREBOARD_JOBS,
+        metavar="N",
+        help=f"runs side by side (default: {SCOREBOARD_JOBS})",
+    )
+    board.add_argument("--markdown", metavar="FILE", help="also write the Markdown to FILE")
+    board.add_argument("--json", metavar="FILE", help="write every cell as JSON")
+    board.set_defaults(func=_scoreboard)
+
+
+def _sdk_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sdk-dir",
+        metavar="DIR",
+        help="where @modelcontextprotocol/sdk is installed for typescript-sdk (default: "
+        "installed with npm on first use into $XDG_CACHE_HOME/freshtoken/)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _no_action(args: argparse.Namespace) -> int:
@@ -188,10 +247,12 @@ def _run(args: argparse.Namespace) -> int:
         subject = get_subject(
             args.subject,
             command=args.command,
-            via_proxy=args.command_via_proxy,
+            via_proxy=args.via_proxy,
             revisions=args.command_revision,
             clock=args.command_clock,
             echo=live.output if live is not None else None,
+            sdk_dir=args.sdk_dir,
+            notice=_notice,
         )
         results = asyncio.run(_run_all(scenarios, args.subject, subject, live))
     except ConfigError as exc:
@@ -274,6 +335,60 @@ async def _run_all(
         root.removeHandler(capture)
         ours.setLevel(level)
     return results
+
+
+def _notice(text: str) -> None:
+    print(f"freshtoken scenarios: {text}", file=sys.stderr, flush=True)
+
+
+# Client subjects that can also be given the proxy's URL: each is a row directly and one via it.
+_CLIENTS = frozenset({"command", *SDK_SUBJECTS})
+
+
+def _scoreboard(args: argparse.Namespace) -> int:
+    names = args.subject or list(SDK_SUBJECTS)
+    vias = [False] if args.direct else [True] if args.via_proxy else [False, True]
+    try:
+        scenarios = _pick(_catalogue(args), args.names)
+        subjects = [
+            get_subject(
+                name,
+                command=args.command,
+                via_proxy=via,
+                sdk_dir=args.sdk_dir,
+                notice=_notice,
+            )
+            for name in dict.fromkeys(names)
+            for via in (vias if name in _CLIENTS else [False])
+        ]
+    except ConfigError as exc:
+        return _usage_error(exc)
+    total = len(scenarios) * len(subjects)
+    done = 0
+
+    def progress(result: ScenarioResult, label: str) -> None:
+        nonlocal done
+        done += 1
+        verdict = {"passed": "pass", "failed": "FAIL"}.get(result.outcome, "n/a")
+        timing = f" ({result.duration:.2f}s)" if result.not_applicable is None else ""
+        print(f"[{done}/{total}] {result.scenario.name} on {label}: {verdict}{timing}", flush=True)
+
+    # Log lines cannot be told apart between runs side by side: they are kept out of the matrix.
+    capture = _Capture(None)
+    logging.getLogger().addHandler(capture)
+    try:
+        board = asyncio.run(run_scoreboard(scenarios, subjects, jobs=args.jobs, progress=progress))
+    finally:
+        logging.getLogger().removeHandler(capture)
+    print()
+    print(board.to_markdown())
+    print()
+    print(f"{total} runs in {board.duration:.1f} s ({args.jobs} at a time)")
+    if args.markdown:
+        board.write_markdown(args.markdown)
+    if args.json:
+        board.write_json(args.json)
+    return 0
 
 
 def _usage_error(exc: ConfigError) -> int:

@@ -44,6 +44,20 @@ from freshtoken.scenarios._runner import (
     run_scenario,
     run_scenario_sync,
 )
+from freshtoken.scenarios._scoreboard import (
+    SCOREBOARD_JOBS,
+    Scoreboard,
+    ScoreboardColumn,
+    run_scoreboard,
+    subject_label,
+)
+from freshtoken.scenarios._sdk_subjects import (
+    SDK_SUBJECTS,
+    TYPESCRIPT_SDK_VERSION,
+    SdkSubject,
+    default_sdk_dir,
+    sdk_subject,
+)
 from freshtoken.scenarios._session import (
     CommandRun,
     Environment,
@@ -65,6 +79,9 @@ from freshtoken.scenarios._subjects import buggy_subjects, builtin_subjects, get
 __all__ = [
     "DEFAULT_TARGET",
     "RECOVERABLE_FAULT_KINDS",
+    "SCOREBOARD_JOBS",
+    "SDK_SUBJECTS",
+    "TYPESCRIPT_SDK_VERSION",
     "Advance",
     "Applicability",
     "AuthorizationControl",
@@ -93,6 +110,9 @@ __all__ = [
     "RotationMachine",
     "Scenario",
     "ScenarioResult",
+    "Scoreboard",
+    "ScoreboardColumn",
+    "SdkSubject",
     "Setup",
     "Step",
     "Stream",
@@ -104,6 +124,7 @@ __all__ = [
     "build_diagram",
     "builtin_catalogue_dir",
     "builtin_subjects",
+    "default_sdk_dir",
     "diagram_text",
     "disruptions",
     "fault_plans",
@@ -118,8 +139,11 @@ __all__ = [
     "render_html",
     "run_scenario",
     "run_scenario_sync",
+    "run_scoreboard",
     "scenarios",
+    "sdk_subject",
     "setups",
+    "subject_label",
     "summary_table",
     "token_policies",
     "workloads",

@@ -119,8 +119,13 @@ class Burst:
 
 @dataclass(config=MODEL_CONFIG)
 class OpenGetStream:
-    """Open the standalone GET SSE stream and keep it open in the background."""
+    """Open the standalone GET SSE stream and keep it open in the background.
 
+    ``background`` goes on without waiting for the stream's response headers (a server may hold
+    them back, as a slow proxy or a busy server does, while other requests must go through).
+    """
+
+    background: Flag = False
     kind: ClassVar[str] = "open_get_stream"
     client_step: ClassVar[bool] = True
 

@@ -764,7 +764,7 @@ _MUTANTS: tuple[Mutant, ...] = (
         "get-stream-blocks-refresh",
         "an open GET stream holds the token source's lock, so a refresh waits for it to end",
         _GetStreamBlocksRefreshProxy,
-        ("posts-not-blocked-by-get-stream",),
+        ("posts-not-blocked-by-get-stream", "get-stream-headers-held-back"),
     ),
     Mutant(
         "grace-ignored",

@@ -126,6 +126,8 @@ class ScenarioPlay:
         self.startup = 0.0
         """Real seconds an external client took to start (not counted against max_duration)."""
         self._reported: dict[int, asyncio.Future[None]] = {}
+        self.openers: list[asyncio.Future[int]] = []
+        """GET streams opened in the background, until their headers come."""
 
     @property
     def steps(self) -> Sequence[Step]:
@@ -157,6 +159,9 @@ class ScenarioPlay:
             if outcomes is None:
                 for record in records:
                     record.hung = True
+        elif isinstance(step, OpenGetStream) and step.background:
+            # Not awaited: its response headers may never come; the session's end cancels it.
+            self.openers.append(asyncio.ensure_future(client.open_get_stream()))
         elif isinstance(step, OpenGetStream):
             await self._bounded(client.open_get_stream(), f"step {index} (open GET stream)")
         elif isinstance(step, Resume):
@@ -414,6 +419,9 @@ class ScenarioPlay:
     async def finish(self) -> None:
         if self.background:
             await self._join(1.0, STEP_TIMEOUT)
+        for opener in self.openers:
+            opener.cancel()
+        await asyncio.gather(*self.openers, return_exceptions=True)
 
 
 def _in_background(step: Step) -> bool:

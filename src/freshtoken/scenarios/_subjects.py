@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from freshtoken._errors import ConfigError
@@ -20,6 +21,7 @@ from freshtoken.scenarios._applicability import SubjectProfile
 from freshtoken.scenarios._client import ClientAuth, McpClient
 from freshtoken.scenarios._command import COMMAND_REVISIONS, ClockMode, CommandSubject
 from freshtoken.scenarios._mutants import MUTANT_PREFIX, mutant_subjects
+from freshtoken.scenarios._sdk_subjects import SDK_SUBJECTS, sdk_subject
 from freshtoken.scenarios._session import Environment, Play, Subject, SubjectSession
 from freshtoken.scenarios._tokens import (
     BakedBearer,
@@ -152,11 +154,17 @@ def get_subject(
     revisions: Sequence[str] | None = None,
     clock: ClockMode = "system",
     echo: Callable[[str], None] | None = None,
+    sdk_dir: str | Path | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Subject:
     """The subject called ``name``. ``command`` needs the command line to run (with
     ``via_proxy``, the MCP ``revisions`` it speaks, its ``clock`` and an ``echo`` for its output;
     see :class:`CommandSubject`); it is checked here, so a command that cannot start is one
-    :class:`ConfigError`. ``mutant:NAME`` is a targeted mutant (:func:`mutant_subjects`)."""
+    :class:`ConfigError`. ``mutant:NAME`` is a targeted mutant (:func:`mutant_subjects`).
+    ``python-sdk`` and ``typescript-sdk`` are the official SDK clients (with ``via_proxy``,
+    ``echo``, and for TypeScript ``sdk_dir`` and ``notice``; see :func:`sdk_subject`)."""
+    if name in SDK_SUBJECTS:
+        return sdk_subject(name, via_proxy=via_proxy, sdk_dir=sdk_dir, notice=notice, echo=echo)
     if name == "command":
         if not command:
             raise ConfigError("--subject command: needs --command CMD")
@@ -178,6 +186,6 @@ def get_subject(
     if name not in subjects:
         raise ConfigError(
             f"--subject: unknown subject {name!r} "
-            f"(one of {', '.join([*subjects, 'command'])}, or {MUTANT_PREFIX}NAME)"
+            f"(one of {', '.join([*subjects, 'command', *SDK_SUBJECTS])}, or {MUTANT_PREFIX}NAME)"
         )
     return subjects[name]
