@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from freshtoken import __version__
 from freshtoken.cli import main
 from freshtoken.scenarios import TYPESCRIPT_SDK_VERSION
 
@@ -93,7 +94,10 @@ def test_the_default_scoreboard_is_both_sdks_direct_and_through_the_proxy(
     assert "judges a token-injecting proxy" in str(cells[(JSONRPC, "python-sdk")]["reason"])
 
     text = markdown.read_text()
-    assert f"python-sdk: mcp {metadata.version('mcp')}" in text
+    assert text.startswith(
+        f"freshtoken {__version__}, {board['date']}; python-sdk: mcp {metadata.version('mcp')}; "
+        f"typescript-sdk: @modelcontextprotocol/sdk {TYPESCRIPT_SDK_VERSION}\n"
+    )
     assert "| scenario | " + " | ".join(ROWS) + " |" in text
     seed_row = next(line for line in text.splitlines() if line.startswith(f"| {SEED} |"))
     assert seed_row == f"| {SEED} | **FAIL** `every_call_answered` | pass | pass | pass |"

@@ -91,9 +91,10 @@ class Scoreboard:
         """The matrix as a Markdown table (a failed cell lists its failed invariants), the
         totals, then one line per failure with what went wrong."""
         labels = [c.label for c in self.columns]
+        # One note per subject: its rows directly and through the proxy ran the same SDK.
+        notes = dict.fromkeys(_column_note(c) for c in self.columns)
         lines = [
-            f"freshtoken {self.freshtoken}, {self.date}; "
-            + "; ".join(_column_note(c) for c in self.columns),
+            f"freshtoken {self.freshtoken}, {self.date}; " + "; ".join(notes),
             "",
             "| scenario | " + " | ".join(labels) + " |",
             "|---|" + "---|" * len(labels),
@@ -158,8 +159,8 @@ class Scoreboard:
 
 def _column_note(column: ScoreboardColumn) -> str:
     if column.sdk:
-        return f"{column.label}: {column.sdk} {column.version}"
-    return column.label
+        return f"{column.subject}: {column.sdk} {column.version}"
+    return column.subject
 
 
 def _cell(result: ScenarioResult) -> str:
