@@ -33,6 +33,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ VERDICTS = {
     "equivalent": "equivalent mutant",
     "scenario": "killed by a scenario added for it",
     "test": "killed by a test added for it",
-    "suite": "a unit detail the suite kills; no client-visible behaviour for a scenario",
+    "elsewhere": "killed by a test outside the request-path subset",
 }
 
 
@@ -96,7 +97,6 @@ class Mutant:
     diff: str = ""
     catalogue: str = "pending"
     suite: str = "pending"
-    triage: dict[str, str] = field(default_factory=dict)
 
     @property
     def killed(self) -> bool:
@@ -163,14 +163,20 @@ def _select(
     db_path: Path, modules: Sequence[str], sample: int
 ) -> tuple[list[Mutant], Counter[str]]:
     """Skip the annotation mutants and all but ``sample`` of the rest; return the sampled ones
-    and, per module, how many mutants were generated."""
+    and, per module, how many mutants were generated. A drawn mutant that does not compile (the
+    ``*`` of a keyword-only signature read as a product) is stillborn: counted, and replaced by
+    the next one drawn."""
+    from cosmic_ray.mutating import mutate_code
+    from cosmic_ray.plugins import get_operator
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     spans = {m: _annotation_spans(ROOT / PROXY / m) for m in modules}
-    lines = {m: (ROOT / PROXY / m).read_text(encoding="utf-8").splitlines() for m in modules}
+    sources = {m: (ROOT / PROXY / m).read_text(encoding="utf-8") for m in modules}
+    lines = {m: text.splitlines() for m, text in sources.items()}
     generated: Counter[str] = Counter()
     candidates: list[Mutant] = []
+    specs = {}
     with use_db(str(db_path), WorkDB.Mode.open) as db:
         for item in db.pending_work_items:
             (spec,) = item.mutations
@@ -184,6 +190,7 @@ def _select(
                 )
                 continue
             row = spec.start_pos[0]
+            specs[item.job_id] = spec
             candidates.append(
                 Mutant(
                     job_id=item.job_id,
@@ -195,14 +202,28 @@ def _select(
                 )
             )
         candidates.sort(key=lambda m: (m.module, m.line, m.operator, m.job_id))
-        chosen = random.Random(SEED).sample(candidates, min(sample, len(candidates)))
-        keep = {m.job_id for m in chosen}
+        random.Random(SEED).shuffle(candidates)
+        chosen: list[Mutant] = []
         for m in candidates:
-            if m.job_id not in keep:
-                db.set_result(
-                    m.job_id,
-                    WorkResult(output="not sampled", worker_outcome=WorkerOutcome.SKIPPED),
-                )
+            if len(chosen) < sample:
+                spec = specs[m.job_id]
+                operator = get_operator(spec.operator_name)(**(spec.operator_args or {}))
+                try:
+                    code = mutate_code(sources[m.module], operator, spec.occurrence)
+                    compile(code or "", m.module, "exec")
+                except Exception:  # a syntax error, or an operator that cannot apply here
+                    generated["(stillborn, drawn and replaced)"] += 1
+                    db.set_result(
+                        m.job_id,
+                        WorkResult(output="stillborn", worker_outcome=WorkerOutcome.SKIPPED),
+                    )
+                    continue
+                if code is not None:
+                    chosen.append(m)
+                    continue
+            db.set_result(
+                m.job_id, WorkResult(output="not sampled", worker_outcome=WorkerOutcome.SKIPPED)
+            )
     chosen.sort(key=lambda m: (m.module, m.line, m.operator))
     return chosen, generated
 
@@ -240,12 +261,12 @@ def _triage() -> list[dict[str, str]]:
     return entries
 
 
-def _match(mutant: Mutant, entries: Sequence[dict[str, str]]) -> dict[str, str]:
+def _match(mutant: dict[str, Any], entries: Sequence[dict[str, str]]) -> dict[str, str]:
     for entry in entries:
         if (entry["module"], entry["operator"], entry["line"]) == (
-            mutant.module,
-            mutant.operator,
-            mutant.text,
+            mutant["module"],
+            mutant["operator"],
+            mutant["text"],
         ):
             return entry
     return {}
@@ -299,25 +320,22 @@ def run(
                 start_new_session=True,
             )
         cut_short = False
-        for process in processes.values():
+        for name, process in processes.items():
             try:
                 process.wait(timeout=max(1.0, deadline - (time.monotonic() - started)))
             except subprocess.TimeoutExpired:
                 cut_short = True
-                os.killpg(process.pid, 15)
-                process.wait()
+                _stop(process, scratches[name])
         results = {
             name: _outcomes(scratch / "session.sqlite") for name, scratch in scratches.items()
         }
     finally:
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
-    entries = _triage()
     for m in mutants:
         m.catalogue, diff_a = results["catalogue"].get(m.job_id, ("pending", ""))
         m.suite, diff_b = results["suite"].get(m.job_id, ("pending", ""))
         m.diff = diff_a or diff_b
-        m.triage = _match(m, entries)
     return {
         "modules": list(modules),
         "generated": dict(generated),
@@ -327,6 +345,19 @@ def run(
         "minutes": round((time.monotonic() - started) / 60, 1),
         "mutants": [asdict(m) | {"killed": m.killed} for m in mutants],
     }
+
+
+def _stop(process: subprocess.Popen[bytes], scratch: Path) -> None:
+    """Stop a cosmic-ray run and the test command it started (in a session of its own, found by
+    its working directory in the scratch copy)."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if Path(os.readlink(proc / "cwd")).is_relative_to(scratch):
+                os.killpg(os.getpgid(int(proc.name)), signal.SIGKILL)
+        except OSError:
+            continue
 
 
 def _baseline(scratches: dict[str, Path], commands: dict[str, tuple[str, float]]) -> None:
@@ -348,11 +379,14 @@ def _score(mutants: Sequence[dict[str, Any]], key: str) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: the scores, the mutants by module, then every survivor."""
-    mutants = report["mutants"]
+    """The report as Markdown: the scores, the mutants by module, then every survivor with its
+    triage (read from ``mutation_triage.toml`` now, so a report can be rendered again)."""
+    entries = _triage()
+    mutants = [m | {"triage": _match(m, entries)} for m in report["mutants"]]
     generated = report["generated"]
     total = sum(v for k, v in generated.items() if not k.startswith("("))
     annotations = generated.get("(in annotations)", 0)
+    stillborn = generated.get("(stillborn, drawn and replaced)", 0)
     either = [m for m in mutants if m["killed"]]
     lines = [
         "# Mutation score of the proxy's request path",
@@ -360,7 +394,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"cosmic-ray over {', '.join(f'`{m}`' for m in report['modules'])} in "
         f"`src/freshtoken/proxy/`: {total} mutants generated, {annotations} of them inside "
         f"annotations (never evaluated: equivalent, not run); {len(mutants)} of the rest drawn "
-        f"with seed {report['seed']} and run against each test command "
+        f"with seed {report['seed']} ({stillborn} more drawn did not compile and were replaced) "
+        "and run against each test command "
         f"({report['minutes']} minutes{', cut short by the deadline' if report['cut_short'] else ''}).",
         "",
         "| test command | killed |",
@@ -397,22 +432,26 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Killed by the suite, not by the catalogue",
         "",
-        "Unit-level details no client sees through a scenario (triaged where a scenario was added):",
+        "What the catalogue misses and the proxy's tests catch (the catalogue judges behaviour a "
+        "client sees; these are mostly error wording, limits and parsing details):",
         "",
     ]
-    lines += _survivor_lines(suite_only)
+    lines += _survivor_lines(suite_only, triaged=False)
     return "\n".join(lines) + "\n"
 
 
-def _survivor_lines(mutants: Sequence[dict[str, Any]]) -> list[str]:
+def _survivor_lines(mutants: Sequence[dict[str, Any]], *, triaged: bool = True) -> list[str]:
     out: list[str] = []
     for m in mutants:
         triage = m["triage"]
         verdict = VERDICTS.get(triage.get("verdict", ""), "untriaged")
         where = f"`{m['module']}:{m['line']}` ({m['definition'] or 'module'}), {m['operator']}"
-        out.append(
-            f"- {where} — **{verdict}**" + (f": {triage['why']}" if triage.get("why") else "")
-        )
+        if not triaged and not triage:
+            out.append(f"- {where}")
+        else:
+            out.append(
+                f"- {where} — **{verdict}**" + (f": {triage['why']}" if triage.get("why") else "")
+            )
         diff = [
             line
             for line in m["diff"].splitlines()
@@ -444,12 +483,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every mutant and outcome here")
     parser.add_argument("--keep", type=Path, help="keep the scratch copies and sessions here")
     parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="FILE",
+        help="run nothing: render the report of an earlier --json run with today's triage",
+    )
+    parser.add_argument(
         "--suite",
         action="append",
         metavar="TEST_FILE",
         help="run these test files as the suite (repeatable; default: the request-path tests)",
     )
     args = parser.parse_args(argv)
+    if args.from_json:
+        text = markdown(json.loads(args.from_json.read_text()))
+        if args.markdown:
+            args.markdown.write_text(text)
+        print(text)
+        return 0
     report = run(
         args.sample,
         args.module or REQUEST_PATH,
