@@ -4,14 +4,17 @@ for the behaviour it breaks, and by few others.
 
 A scenario that only ``baked-bearer`` fails (it cannot survive any rotation, so it fails almost
 everything) would still pass on a proxy that broke the very property the scenario is named for:
-it would test nothing of its own. Each subject runs the whole catalogue in-process, one test per
-subject, so the matrix spreads over the test workers.
+it would test nothing of its own. Each mutant runs the whole catalogue in-process (each reference
+client the scenarios declared for it), one test per subject, so the matrix spreads over the test
+workers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +27,11 @@ from freshtoken.scenarios import (
     buggy_subjects,
     get_subject,
     load_catalogue,
+    load_scenario,
     mutant_subjects,
     mutants,
     run_scenario,
+    write_json,
 )
 
 CATALOGUE = load_catalogue()
@@ -139,14 +144,16 @@ AT_ONCE = 3
 deadlines at a time (each run has its own fakes, ports and clock)."""
 
 
-async def run_catalogue(subject: Subject) -> dict[str, ScenarioResult]:
+async def run_catalogue(
+    subject: Subject, scenarios: list[Scenario] = CATALOGUE
+) -> dict[str, ScenarioResult]:
     gate = asyncio.Semaphore(AT_ONCE)
 
     async def run(scenario: Scenario) -> ScenarioResult:
         async with gate:
             return await run_scenario(scenario, subject)
 
-    results = await asyncio.gather(*(run(s) for s in CATALOGUE))
+    results = await asyncio.gather(*(run(s) for s in scenarios))
     return {r.scenario.name: r for r in results}
 
 
@@ -154,7 +161,12 @@ async def run_catalogue(subject: Subject) -> dict[str, ScenarioResult]:
 async def test_subject_fails_the_scenarios_named_for_its_bug(name: str) -> None:
     subject = get_subject(name)
     declared = {s for s, subjects in declared_killers().items() if name in subjects}
-    results = await run_catalogue(subject)
+    # A mutant runs the whole catalogue (few others may fail on it); a reference client, whose
+    # bug is broad, only the scenarios declared for it.
+    mutant = isinstance(subject, MutantSubject)
+    results = await run_catalogue(
+        subject, CATALOGUE if mutant else [s for s in CATALOGUE if s.name in declared]
+    )
     missed = [
         f"{s}: {results[s].not_applicable or 'passes'}"
         for s in sorted(declared)
@@ -163,7 +175,7 @@ async def test_subject_fails_the_scenarios_named_for_its_bug(name: str) -> None:
     assert not missed, f"{name} is declared to fail these, on their own property:\n" + "\n".join(
         missed
     )
-    if isinstance(subject, MutantSubject):
+    if mutant:
         others = sorted(s for s, r in results.items() if r.failed and s not in declared)
         details = "\n".join(
             f"{s}: " + "; ".join(f"{c.name}: {c.reason}" for c in results[s].failures)
@@ -183,3 +195,27 @@ def test_a_mutant_is_a_proxy_with_one_behaviour_broken() -> None:
         get_subject("mutant:nope")
     with pytest.raises(ConfigError, match="or mutant:NAME"):
         get_subject("nope")
+
+
+def test_the_readme_lists_every_mutant_with_what_it_breaks() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The kill matrix and the mutation score", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `")
+    ]
+    assert rows == [[f"`{m.name}`", m.breaks, ", ".join(m.targets)] for m in mutants()], (
+        "the README's mutant table is out of date"
+    )
+
+
+async def test_the_property_travels_with_the_scenario(tmp_path: Path) -> None:
+    seed = next(s for s in CATALOGUE if s.name == SEED)
+    result = await run_scenario(seed, "proxy")
+    write_json([result], tmp_path / "report.json")
+    (entry,) = json.loads((tmp_path / "report.json").read_text())
+    assert entry["property"] == seed.property
+    saved = tmp_path / "seed.toml"
+    saved.write_text(seed.to_toml())
+    assert load_scenario(saved).property == seed.property
