@@ -69,24 +69,6 @@ class StoredLogin:
     where ``client_id`` came from; ``revocation_endpoint`` is used by ``--logout``.
     """
 
-    server_url: str
-    token_endpoint: str
-    client_id: str
-    client_secret: str | None = None
-    auth_method: AuthMethod = "client_secret_basic"
-    resource: str | None = None
-    scope: str | None = None
-    grant: Grant = "authorization_code"
-    issuer: str | None = None
-    revocation_endpoint: str | None = None
-    registration: Registration = "pre-registered"
-    redirect_uri: str | None = None
-    obtained_at: float | None = None
-
-
-class _LoginRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
-
     server_url: Annotated[str, Field(min_length=1)]
     token_endpoint: Annotated[str, Field(min_length=1)]
     client_id: Annotated[str, Field(min_length=1)]
@@ -110,7 +92,7 @@ class _StoreFile(BaseModel):
     refresh_token: Annotated[str, Field(min_length=1)] | None = None
     access_token: str | None = None
     expires_at: float | None = None
-    login: _LoginRecord | None = None
+    login: StoredLogin | None = None
 
 
 class TokenStore:
@@ -148,7 +130,7 @@ class TokenStore:
         stored = self._read()
         if stored is None:
             return None
-        self.login = _login(stored.login)
+        self.login = stored.login
         if stored.refresh_token is not None and not valid_refresh_token(stored.refresh_token):
             raise TokenSourceError(
                 f"token store {self.path} holds a refresh token outside RFC 6749 syntax; refused"
@@ -224,12 +206,6 @@ class TokenStore:
         if login is not None:
             payload["login"] = {k: v for k, v in asdict(login).items() if v is not None}
         _write_private_atomically(self.path, json.dumps(payload))
-
-
-def _login(record: _LoginRecord | None) -> StoredLogin | None:
-    if record is None:
-        return None
-    return StoredLogin(**record.model_dump())
 
 
 def _write_private_atomically(path: Path, text: str) -> None:
