@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+import sys
 import types
 
 import pytest
@@ -47,3 +49,46 @@ def test_exported_names_have_public_module_docs(name: str) -> None:
         value = getattr(module, attr)
         if isinstance(value, type) or callable(value):
             assert value.__doc__, f"{name}.{attr} has no docstring"
+
+
+@pytest.mark.parametrize("name", ["freshtoken.scenarios", "freshtoken.proxy"])
+def test_lazy_names_each_have_one_home(name: str) -> None:
+    # A package whose names load on first use lists each name's submodule: every public name
+    # has one, and it is where the name is defined (or re-exported from).
+    module = importlib.import_module(name)
+    where = module._WHERE
+    assert set(where) == set(module.__all__)
+    for attr, home in where.items():
+        assert getattr(module, attr) is getattr(importlib.import_module(f"{name}.{home}"), attr)
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        module.nonexistent  # noqa: B018
+
+
+def test_the_fixtures_harness_loads_without_the_rest() -> None:
+    # What the pytest fixtures import on first use: the harness and the built-in client, not
+    # the runner, the reports, the subjects, the proxy's config reader and login flow, nor
+    # Hypothesis (each costs a fresh process tens of milliseconds before its first test).
+    code = (
+        "import sys\n"
+        "from freshtoken.scenarios import CallOutcome, Harness, McpClient\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert {"freshtoken.scenarios._harness", "freshtoken.scenarios._client"} <= loaded
+    assert "freshtoken.proxy._proxy" in loaded
+    unwanted = {
+        "hypothesis",
+        "freshtoken.scenarios._runner",
+        "freshtoken.scenarios._html",
+        "freshtoken.scenarios._command",
+        "freshtoken.scenarios._strategies",
+        "freshtoken.scenarios._sdk_subjects",
+        "freshtoken.proxy._config",
+        "freshtoken.proxy._login",
+    }
+    assert loaded & unwanted == set()

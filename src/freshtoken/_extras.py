@@ -17,6 +17,7 @@ HARNESS_EXTRA: Final = "pip install 'freshtoken[harness]'"
 
 HARNESS_MODULES: Final = {
     "hypothesis": "hypothesis",
+    "httpx_aiohttp": "httpx-aiohttp",
     "jsonschema": "jsonschema",
     "pytest_asyncio": "pytest-asyncio",
     "respx": "respx",
@@ -29,12 +30,12 @@ aside: without it there is no plugin to load). Keep in step with the ``harness``
 
 
 def harness_missing() -> list[str]:
-    """The distributions of the harness extra that cannot be imported (none: all installed)."""
-    return [
+    """The distributions of the harness extra that cannot be imported (none: all installed), sorted."""
+    return sorted(
         distribution
         for module, distribution in HARNESS_MODULES.items()
         if importlib.util.find_spec(module) is None
-    ]
+    )
 
 
 def needs_harness(what: str, missing: list[str]) -> str:

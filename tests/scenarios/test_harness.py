@@ -128,3 +128,39 @@ def test_setup_fields_keep_one_rule_each() -> None:
     for bad in ({"access_ttl": 0}, {"grace_period": -1}, {"tls": 1}, {"response_mode": "xml"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Setup(**bad)  # type: ignore[arg-type]
+
+
+async def test_a_client_sends_through_another_http_client_only_inside_the_block() -> None:
+    # What the pytest fixture does: the handshake through an aiohttp-backed httpx client on
+    # its loop, the test's calls through the client's own pool.
+    from httpx_aiohttp import AiohttpTransport
+
+    seen: dict[str, list[str]] = {"own": [], "other": []}
+
+    def recorder(name: str) -> object:
+        async def record(request: httpx.Request) -> None:
+            seen[name].append(request.method)
+
+        return record
+
+    async with Harness(Setup()) as harness:
+        client = McpClient(harness.proxy_url, timeline=harness.timeline)
+        client._http.event_hooks["request"].append(recorder("own"))
+        other = httpx.AsyncClient(
+            transport=AiohttpTransport(trust_env=False),
+            timeout=client.http_timeout,
+            event_hooks={"request": [recorder("other")]},
+        )
+        async with client, other:
+            with client.sending_through(other):
+                assert (await client.initialize()).status == 200
+            assert seen == {"own": [], "other": ["POST", "POST"]}
+            assert (await client.call("echo", {"text": "after"})).ok
+            assert seen == {"own": ["POST"], "other": ["POST", "POST"]}
+            with pytest.raises(RuntimeError), client.sending_through(other):
+                raise RuntimeError("the block failed")
+            assert (await client.call("echo", {"text": "again"})).ok
+        assert seen["own"] == ["POST", "POST"]
+        # The calls after the block ran in the session the handshake opened.
+        calls = harness.timeline.select(actor="mcp", kind="request")[-2:]
+        assert [event.detail["session"] for event in calls] == [client.session_id] * 2

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -134,9 +134,8 @@ class McpClient:
         # ``limits`` with no keep-alive leaves no connection open between calls, so the client
         # is bound to no event loop: the pytest fixture's client works from any test's loop.
         pool: dict[str, Any] = {} if limits is None else {"limits": limits}
-        self._http = httpx.AsyncClient(
-            verify=verify, timeout=httpx.Timeout(timeout, connect=5.0), **pool
-        )
+        self.http_timeout = httpx.Timeout(timeout, connect=5.0)
+        self._http = httpx.AsyncClient(verify=verify, timeout=self.http_timeout, **pool)
         self._get_task: asyncio.Task[None] | None = None
 
     @property
@@ -153,6 +152,20 @@ class McpClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    @contextlib.contextmanager
+    def sending_through(self, http: httpx.AsyncClient) -> Iterator[None]:
+        """Send with ``http`` inside the block, then with the client's own connections again.
+
+        The pytest fixture initializes on its own (asyncio) loop through an aiohttp-backed
+        ``httpx`` client, and leaves the client's own pool unused until the test's first call,
+        on the test's loop.
+        """
+        own, self._http = self._http, http
+        try:
+            yield
+        finally:
+            self._http = own
 
     async def aclose(self) -> None:
         """Stop the GET stream and close connections."""
