@@ -30,6 +30,7 @@ from freshtoken.proxy import (
     StaticTokenSource,
     TokenSource,
 )
+from freshtoken.proxy._tokens import MAX_COMMAND_OUTPUT
 
 ISSUER = "https://as.test"
 TOKEN_ENDPOINT = ISSUER + "/token"
@@ -295,6 +296,46 @@ async def test_command_source(tmp_path: Path) -> None:
     missing = CommandTokenSource([str(tmp_path / "does-not-exist")])
     with pytest.raises(TokenSourceError, match="cannot run"):
         await missing.token()
+
+
+async def test_a_command_that_floods_its_output_is_stopped(tmp_path: Path) -> None:
+    # A command printing without end: refused at the cap, and killed, not read to the end.
+    pid_file = tmp_path / "pid"
+    script = (
+        "import os,sys,pathlib; pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
+        "while True: sys.stdout.write('x' * 65536)"
+    )
+    flood = CommandTokenSource([sys.executable, "-c", script, str(pid_file)], timeout=30)
+    with pytest.raises(TokenSourceError, match=f"printed more than {MAX_COMMAND_OUTPUT} bytes"):
+        await flood.token()
+    proc = Path("/proc", await asyncio.to_thread(pid_file.read_text))
+    assert not await asyncio.to_thread(proc.exists)
+    # Exactly at the cap is still a token (if an absurd one).
+    at_cap = CommandTokenSource(
+        [sys.executable, "-c", f"import sys; sys.stdout.write('y' * {MAX_COMMAND_OUTPUT})"]
+    )
+    assert await at_cap.token() == "y" * MAX_COMMAND_OUTPUT
+
+
+async def test_closing_the_source_kills_a_command_still_running(tmp_path: Path) -> None:
+    # The fetch is shared (single-flight), so a cancelled caller leaves it running for the
+    # others, bounded by its timeout; closing the source (the proxy stopping) kills it.
+    fifo = tmp_path / "pid"
+    os.mkfifo(fifo)
+    script = (
+        "import os,sys,pathlib,time; pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
+        "time.sleep(30)"
+    )
+    source = CommandTokenSource([sys.executable, "-c", script, str(fifo)], timeout=30)
+    caller = asyncio.ensure_future(source.token())
+    async with asyncio.timeout(10):
+        proc = Path("/proc", await asyncio.to_thread(fifo.read_text))
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert await asyncio.to_thread(proc.exists)
+    await source.aclose()
+    assert not await asyncio.to_thread(proc.exists)
 
 
 @pytest.fixture(params=["http", "https"])

@@ -272,8 +272,10 @@ class CallableTokenSource(BaseTokenSource):
 class CommandTokenSource(BaseTokenSource):
     """Runs ``argv`` for every fetch; its stdout (stripped) is the token.
 
-    A non-zero exit, empty output or a run longer than ``timeout`` seconds is a
-    :class:`~freshtoken.TokenSourceError` (the command's output is never put in the message).
+    A non-zero exit, empty output, more than :data:`MAX_COMMAND_OUTPUT` bytes of output or a
+    run longer than ``timeout`` seconds is a :class:`~freshtoken.TokenSourceError` (the
+    command's output is never put in the message). The command never outlives the fetch: it is
+    killed on a timeout, on too much output and when the fetch is cancelled.
     """
 
     def __init__(
@@ -304,16 +306,48 @@ class CommandTokenSource(BaseTokenSource):
             raise TokenSourceError(f"{self._label()}: cannot run: {exc.strerror}") from exc
         try:
             async with asyncio.timeout(self._timeout):
-                stdout, _ = await proc.communicate()
+                stdout = await _read_capped(proc, MAX_COMMAND_OUTPUT)
+                if stdout is None:
+                    raise TokenSourceError(
+                        f"{self._label()}: printed more than {MAX_COMMAND_OUTPUT} bytes"
+                    )
+                await proc.wait()
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise TokenSourceError(
                 f"{self._label()}: no token within {self._timeout:g} s"
             ) from None
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                # Reaped even when the fetch was cancelled: no zombie outlives it.
+                await asyncio.shield(proc.wait())
         if proc.returncode != 0:
             raise TokenSourceError(f"{self._label()}: exited with status {proc.returncode}")
         token = stdout.decode("utf-8", errors="replace").strip()
         if not token:
             raise TokenSourceError(f"{self._label()}: printed no token")
         return FetchedToken(token)
+
+    async def aclose(self) -> None:
+        """Stop a fetch still running (its waiters may all be gone): its command is killed."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.done():
+            inflight.cancel()
+            await asyncio.gather(inflight, return_exceptions=True)
+
+
+MAX_COMMAND_OUTPUT: Final = 64 * 1024
+"""The most a token command may print (bytes); a bearer token is far smaller."""
+
+
+async def _read_capped(proc: asyncio.subprocess.Process, limit: int) -> bytes | None:
+    """All of ``proc``'s stdout, or ``None`` once it passes ``limit`` bytes."""
+    assert proc.stdout is not None
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await proc.stdout.read(65536):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
