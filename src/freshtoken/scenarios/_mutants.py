@@ -35,6 +35,7 @@ from freshtoken.scenarios._mutated import (
     NoRebindingGuardProxy,
     NoSingleFlightProxy,
     NoUpstreamCancelProxy,
+    OriginGuardSkippedProxy,
     RefreshAfterReplayProxy,
     RefreshOn400Proxy,
     RefreshOn403Proxy,
@@ -130,6 +131,12 @@ _MUTANTS: tuple[Mutant, ...] = (
         "no-rebinding-guard",
         "requests with a foreign Host or Origin are forwarded",
         NoRebindingGuardProxy,
+        ("dns-rebinding-refused",),
+    ),
+    Mutant(
+        "origin-guard-skipped",
+        "requests with a foreign Origin are forwarded (the Host check still runs)",
+        OriginGuardSkippedProxy,
         ("dns-rebinding-refused",),
     ),
     Mutant(

@@ -534,6 +534,13 @@ class NoRebindingGuardProxy(_MutantProxy):
         return None
 
 
+class OriginGuardSkippedProxy(_MutantProxy):
+    # The Host check still runs; the Origin header is hidden from the guard (and still sent on).
+    def _check_caller(self, headers: CIMultiDictProxy[str]) -> None:
+        without_origin = CIMultiDict((k, v) for k, v in headers.items() if k.lower() != "origin")
+        super()._check_caller(CIMultiDictProxy(without_origin))
+
+
 class AnswersNotReplayedProxy(_MutantProxy):
     forwarder = _AnswersNotReplayed
 

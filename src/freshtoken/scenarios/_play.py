@@ -88,8 +88,8 @@ def _expected_reports(step: Step) -> int:
 class CallRecord:
     """One call the scenario asked for, and how it ended.
 
-    ``end_seq`` is the timeline number when it ended (or was reported); ``request_id`` the
-    JSON-RPC id it went out with, when known.
+    ``start_seq`` is the timeline number when it was asked for, ``end_seq`` when it ended (or
+    was reported); ``request_id`` the JSON-RPC id it went out with, when known.
     """
 
     index: int
@@ -103,6 +103,7 @@ class CallRecord:
     hung: bool = False
     end_seq: int | None = None
     request_id: str | None = None
+    start_seq: int | None = None
 
 
 class ScenarioPlay:
@@ -182,6 +183,7 @@ class ScenarioPlay:
             getattr(step, "expect", "result"),
             getattr(step, "expect_status", None),
             stream_count=step.count if isinstance(step, Stream) else None,
+            start_seq=self.timeline.next_seq,
         )
         self.records.append(record)
         return record

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 
 from freshtoken._timeline import Event, Timeline
 from freshtoken.fakes import FakeAuthorizationServer
-from freshtoken.scenarios._model import Burst, Initialize, OpenGetStream, Resume, Scenario
+from freshtoken.scenarios._model import (
+    Burst,
+    Call,
+    Initialize,
+    OpenGetStream,
+    Resume,
+    Scenario,
+    Step,
+)
 from freshtoken.scenarios._play import CallRecord, ScenarioPlay, describe_step, is_runner_step
 
 __all__ = ["CheckResult", "judge"]
@@ -107,6 +115,13 @@ class ServerView:
             and (end is None or e.seq < end)
             and e.status is not None
             and (e.status == status if status is not None else e.status >= 400)
+            for e in self.refusals
+        )
+
+    def reached_upstream(self, start: int, end: int | None) -> bool:
+        """Whether any request reached the MCP server in the window, refused or not."""
+        return bool(self.requests_between(start, end)) or any(
+            e.actor == "mcp" and e.seq >= start and (end is None or e.seq < end)
             for e in self.refusals
         )
 
@@ -361,6 +376,13 @@ def _answered(
                     f"{where} reported the expected error, but neither the MCP server nor "
                     f"freshtoken's proxy {answered} there"
                 )
+            guarded = _guard_headers(scenario.steps[record.index])
+            asked = start if record.start_seq is None else record.start_seq
+            if guarded and view.reached_upstream(asked, record.end_seq):
+                bad.append(
+                    f"{where} sent {guarded}: the MCP server saw the request, so the local "
+                    f"proxy did not refuse it itself"
+                )
     for index, whys in unseen.items():
         step = scenario.steps[index]
         if isinstance(step, Burst):
@@ -375,6 +397,16 @@ def _answered(
                 f"gave: {whys[0]}"
             )
     return bad
+
+
+def _guard_headers(step: Step) -> str:
+    """What a call step sends for the local guard to refuse (a foreign Origin, a Host that is
+    not loopback), described; empty for any other step."""
+    if not isinstance(step, Call):
+        return ""
+    sent = [f"Origin {step.origin}"] if step.origin is not None else []
+    sent += [f"Host {step.host}"] if step.host is not None else []
+    return " and ".join(sent)
 
 
 def _performed(scenario: Scenario, play: ScenarioPlay, view: ServerView) -> list[str]:
