@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import json
 import os
 import statistics
 import sys
@@ -16,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 from _worker import command_loop
 
@@ -119,15 +119,32 @@ async def test_proxy(i, freshtoken_proxy, freshtoken_mcp_url):
 
 
 @pytest.mark.parametrize("i", range(N))
-async def test_client(i, freshtoken_client, record_property):
-    record_property("worker", os.environ.get("PYTEST_XDIST_WORKER", "main"))
+async def test_client(i, freshtoken_client):
     assert freshtoken_client.session_id
 
 
 @pytest.mark.parametrize("i", range(N))
-async def test_plain(i, record_property):
-    record_property("worker", os.environ.get("PYTEST_XDIST_WORKER", "main"))
+async def test_plain(i):
     assert i >= 0
+"""
+
+# pytest's own per-test timings (setup + call + teardown), at full precision: JUnit XML rounds
+# them to milliseconds, too coarse for a 5 ms target.
+_TIMING_PLUGIN = """
+import json, os
+
+_DONE = {}
+
+
+def pytest_runtest_logreport(report):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    _DONE.setdefault(report.nodeid, [worker, 0.0])[1] += report.duration
+
+
+def pytest_sessionfinish(session):
+    out = os.environ["FRESHTOKEN_BENCH_TIMINGS"] + "." + os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(out, "w") as f:
+        json.dump(list(_DONE.values()), f)
 """
 
 _KINDS = ("plain", "proxy", "client")
@@ -139,12 +156,14 @@ async def pytest_cost(tests: int, rounds: int, workers: int = 0) -> dict[str, li
     ``freshtoken_client`` test of each fresh process (each worker with ``workers``), which pays
     for loading the harness and starting the fixtures' loop, with bytecode already cached.
 
-    pytest itself times every test and reports it in its JUnit XML; interpreter start-up and
-    collection, which dwarf one test and vary from run to run, never enter the figures.
+    pytest itself times every test (its reports' durations, read by a small conftest);
+    interpreter start-up and collection, which dwarf one test and vary from run to run, never
+    enter the figures.
     """
     figures: dict[str, list[float]] = {kind: [] for kind in (*_KINDS, "first")}
     with tempfile.TemporaryDirectory() as tmp:
         await asyncio.to_thread(Path(tmp, "test_bench_fixtures.py").write_text, _FIXTURE_TESTS)
+        await asyncio.to_thread(Path(tmp, "conftest.py").write_text, _TIMING_PLUGIN)
         # Untimed: compiles (and assertion-rewrites) what the runs import, as a first run would.
         await _pytest(tmp, "client", 1, workers)
         for _ in range(rounds):
@@ -174,7 +193,10 @@ def _first_per_worker(cases: list[tuple[str, float]]) -> list[float]:
 
 
 async def _pytest(directory: str, kind: str, n: int, workers: int) -> list[tuple[str, float]]:
-    report = Path(directory, f"junit-{kind}.xml")
+    """(worker, seconds) per test, in each worker's running order."""
+    timings = Path(directory, f"timings-{kind}")
+    for old in await asyncio.to_thread(_parts, timings):
+        await asyncio.to_thread(old.unlink)
     parallel = ["-n", str(workers)] if workers else ["-p", "no:xdist"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -188,29 +210,29 @@ async def _pytest(directory: str, kind: str, n: int, workers: int) -> list[tuple
         "asyncio_mode=auto",
         "-o",
         "asyncio_default_fixture_loop_scope=function",
-        "-o",
-        "junit_duration_report=total",
-        f"--junitxml={report}",
         "-k",
         f"test_{kind}",
         "test_bench_fixtures.py",
         cwd=directory,
-        env=_environment(n),
+        env={**_environment(n), "FRESHTOKEN_BENCH_TIMINGS": str(timings)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"pytest with {n} {kind} tests failed:\n{output.decode()[-2000:]}")
-    tree = await asyncio.to_thread(ElementTree.parse, report)
     cases: list[tuple[str, float]] = []
-    for case in tree.iter("testcase"):
-        worker = next(
-            (p.get("value", "") for p in case.iter("property") if p.get("name") == "worker"),
-            "main",
-        )
-        cases.append((worker, float(case.get("time", "nan"))))
+    for part in await asyncio.to_thread(_parts, timings):
+        if part.suffix == ".main" and workers:
+            continue  # the controller of an xdist run runs no test
+        text = await asyncio.to_thread(part.read_text)
+        cases.extend((worker, float(seconds)) for worker, seconds in json.loads(text))
     return cases
+
+
+def _parts(timings: Path) -> list[Path]:
+    # One file per process that ran tests: "<timings>.main", or "<timings>.gw0", ".gw1", ...
+    return sorted(timings.parent.glob(f"{timings.name}.*"))
 
 
 async def main() -> None:
