@@ -12,6 +12,7 @@ workers.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -184,6 +185,19 @@ async def test_subject_fails_the_scenarios_named_for_its_bug(name: str) -> None:
         assert len(others) <= MAX_COLLATERAL, (
             f"{name} is not targeted: it also fails {len(others)} other scenarios\n{details}"
         )
+
+
+async def test_a_burst_cut_short_by_its_deadline_leaves_no_unretrieved_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Failing is a verdict, not a crash: this subject hangs the burst until the step deadline
+    # cancels it, which once left a gather holding an error nobody retrieved (asyncio logs it
+    # when the gather is collected).
+    scenario = next(s for s in CATALOGUE if s.name == "posts-not-blocked-by-get-stream")
+    result = await run_scenario(scenario, "mutant:get-stream-blocks-refresh")
+    assert [c.name for c in result.failures] == ["every_call_answered", "no_hang"]
+    gc.collect()
+    assert "never retrieved" not in caplog.text
 
 
 def test_a_mutant_is_a_proxy_with_one_behaviour_broken() -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -40,6 +40,8 @@ from freshtoken.scenarios._model import (
 from freshtoken.scenarios._session import CommandRun, Environment, ProtocolViolation
 
 __all__ = ["STEP_TIMEOUT", "CallRecord", "ScenarioPlay", "describe_step", "is_runner_step"]
+
+T = TypeVar("T")
 
 _RESERVED = frozenset({"actor", "kind", "request_id", "token", "token_fingerprint", "status"})
 
@@ -154,9 +156,7 @@ class ScenarioPlay:
         elif isinstance(step, Burst):
             records = [self._record(index, f"burst {i + 1}/{step.n}") for i in range(step.n)]
             calls = (self._ended(r, client.call(step.tool, step.arguments)) for r in records)
-            outcomes = await self._bounded(
-                asyncio.gather(*calls), f"step {index} (burst of {step.n})"
-            )
+            outcomes = await self._bounded(_gathered(calls), f"step {index} (burst of {step.n})")
             if outcomes is None:
                 for record in records:
                     record.hung = True
@@ -437,3 +437,10 @@ def _result_of(task: asyncio.Task[CallOutcome]) -> CallOutcome:
     if exc is not None:
         return CallOutcome(status=None, error=f"{type(exc).__name__}: {exc}")
     return task.result()
+
+
+async def _gathered(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    # Awaited inside a coroutine: when a timeout cancels it, the gather's own cancellation is
+    # read here. Handed to wait_for bare, a cancelled gather is left holding a CancelledError
+    # nobody retrieves, and asyncio logs "_GatheringFuture exception was never retrieved".
+    return await asyncio.gather(*awaitables)
