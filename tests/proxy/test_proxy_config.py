@@ -66,6 +66,7 @@ async def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         max_retries = 1
         max_retry_wait = 0
         timeout = 4
+        refresh_grace = 2.5
 
         [targets.b]
         url = "http://mcp.internal:9/mcp"
@@ -122,7 +123,8 @@ async def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         a.source.max_retries,
         a.source.max_retry_wait,
         a.source.timeout,
-    ) == (12.5, 65536, 1, 0.0, 4.0)
+        a.source.refresh_grace,
+    ) == (12.5, 65536, 1, 0.0, 4.0, 2.5)
     assert a.ssl_context is not None
     assert not a.allow_insecure_http
     assert b.allow_insecure_http
@@ -247,6 +249,11 @@ _REFRESH = (
             _REFRESH + "refresh_token='r'\nmax_retry_wait=nan",
             "targets.a.token.max_retry_wait",
             "finite",
+        ),
+        (
+            _REFRESH + "refresh_token='r'\nrefresh_grace=-1",
+            "targets.a.token.refresh_grace",
+            "greater than or equal to 0",
         ),
         (
             _REFRESH.replace("https://as/t", "http://as.example/t") + "refresh_token='r'",

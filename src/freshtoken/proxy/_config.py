@@ -237,6 +237,7 @@ class _RefreshGrant(_Grant):
     refresh_token: Text | None = None
     refresh_token_env: Text | None = None
     store: Text | None = None
+    refresh_grace: Seconds = 0.0
 
 
 class _ClientCredentialsGrant(_Grant):
@@ -253,6 +254,7 @@ class _LoginToken(_Endpoint):
     token_endpoint: HttpUrl | None = None
     grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
     redirect_port: Annotated[StrictInt, Field(ge=0, le=65535)] = 0
+    refresh_grace: Seconds = 0.0
 
 
 _TOKEN_MODELS: Final[dict[str, type[BaseModel]]] = {
@@ -502,6 +504,7 @@ def _login_source(where: _Where, prefix: str, table: _LoginToken) -> TokenSource
             resource=login.resource,
             store=store.path,
             auth_method=auth_method,
+            refresh_grace=table.refresh_grace,
             **options,
         )
     except (TokenSourceError, ValueError) as exc:
@@ -551,6 +554,7 @@ def _grant_source(where: _Where, prefix: str, table: _Grant) -> TokenSource:
             client_secret,
             refresh_token=refresh_token,
             store=store,
+            refresh_grace=table.refresh_grace,
             **common,
         )
     except TokenSourceError as exc:
