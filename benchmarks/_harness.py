@@ -1,7 +1,7 @@
 """Benchmark process: what the harness costs a test suite.
 
 ``updown`` times the per-test fixture work (fake AS + fake MCP server, optionally + proxy, up and
-down); ``catalogue`` times the whole scenario catalogue against the proxy through the runner API.
+down); ``handshake`` the MCP handshake ``freshtoken_client`` does; ``catalogue`` times the whole scenario catalogue against the proxy through the runner API.
 """
 
 from __future__ import annotations
@@ -44,6 +44,44 @@ async def updown(rounds: int, with_proxy: bool) -> list[float]:
     """Seconds per start+stop cycle, ``rounds`` times (after one untimed warm-up)."""
     await _once(with_proxy)
     return [await _once(with_proxy) for _ in range(rounds)]
+
+
+async def handshake(rounds: int) -> dict[str, list[float]]:
+    """Seconds per MCP handshake (initialize + initialized) through the proxy of a fresh
+    harness, the way ``freshtoken_client`` does it (over aiohttp, through httpx-aiohttp's
+    transport) and over httpx's own transport (no keep-alive), rounds interleaved."""
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    from freshtoken.scenarios import Harness, McpClient
+
+    figures: dict[str, list[float]] = {"httpx": [], "aiohttp": []}
+    for index in range(rounds + 1):
+        for kind in figures:
+            async with Harness() as harness:
+                client = McpClient(
+                    harness.proxy_url,
+                    timeline=harness.timeline,
+                    verify=harness.verify,
+                    limits=httpx.Limits(max_keepalive_connections=0),
+                )
+                start = time.perf_counter()
+                if kind == "httpx":
+                    outcome = await client.initialize()
+                else:
+                    transport = AiohttpTransport(verify=harness.verify, trust_env=False)
+                    async with httpx.AsyncClient(
+                        transport=transport, timeout=client.http_timeout
+                    ) as http:
+                        with client.sending_through(http):
+                            outcome = await client.initialize()
+                elapsed = time.perf_counter() - start
+                await client.aclose()
+            if outcome.status != 200:
+                raise RuntimeError(f"handshake over {kind} failed: {outcome}")
+            if index:  # the first round warms up both
+                figures[kind].append(elapsed)
+    return figures
 
 
 async def catalogue(limit: int | None, scenario_timeout: float) -> dict[str, Any]:
@@ -236,7 +274,15 @@ def _parts(timings: Path) -> list[Path]:
 
 
 async def main() -> None:
-    await command_loop({}, {"updown": updown, "catalogue": catalogue, "pytest_cost": pytest_cost})
+    await command_loop(
+        {},
+        {
+            "updown": updown,
+            "handshake": handshake,
+            "catalogue": catalogue,
+            "pytest_cost": pytest_cost,
+        },
+    )
 
 
 if __name__ == "__main__":

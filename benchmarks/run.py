@@ -646,6 +646,18 @@ class Bench:
                     median(full) * 1000 <= 50,
                 )
             )
+            shakes = harness.call("handshake", rounds=p.harness_rounds)
+            self.rows.append(
+                Row(
+                    "MCP handshake through the proxy, over aiohttp (direct: httpx's transport)",
+                    "ms",
+                    median(shakes["httpx"]) * 1000,
+                    median(shakes["aiohttp"]) * 1000,
+                    "-",
+                    None,
+                    "what freshtoken_client does before each test (on the fixtures' loop)",
+                )
+            )
             if p.pytest_tests > 0:
                 self._fixture_rows(harness)
             if p.catalogue_limit == 0:

@@ -59,6 +59,7 @@ def test_benchmark_script_produces_the_table(tmp_path: Path) -> None:
         "10 calls on one rotation: token requests",
         "10 calls on one rotation: answered",
         "harness up+down per test (direct: fakes only)",
+        "MCP handshake through the proxy, over aiohttp (direct: httpx's transport)",
         "pytest test with freshtoken_proxy (direct: plain test)",
         "pytest test with freshtoken_client (direct: plain test)",
         "first freshtoken_client test in a fresh process",
