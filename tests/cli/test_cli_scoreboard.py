@@ -122,7 +122,9 @@ def test_any_subjects_make_a_scoreboard(tmp_path: Path, capsys: pytest.CaptureFi
         (SEED, "proxy"): "passed",
         (SEED, "baked-bearer"): "failed",
         ("dns-rebinding-refused", "proxy"): "passed",
-        ("dns-rebinding-refused", "baked-bearer"): "passed",
+        # A token layer standing in for a proxy, with no Host/Origin guard of its own: the
+        # foreign Origin reaches the MCP server (which refusing it does not excuse).
+        ("dns-rebinding-refused", "baked-bearer"): "failed",
     }
     progress = [line for line in out.splitlines() if line.startswith("[")]
     assert sorted(line.split("] ", 1)[1].rsplit(" (", 1)[0] for line in progress) == sorted(
@@ -130,7 +132,7 @@ def test_any_subjects_make_a_scoreboard(tmp_path: Path, capsys: pytest.CaptureFi
             f"{SEED} on proxy: pass",
             f"{SEED} on baked-bearer: FAIL",
             "dns-rebinding-refused on proxy: pass",
-            "dns-rebinding-refused on baked-bearer: pass",
+            "dns-rebinding-refused on baked-bearer: FAIL",
         ]
     )
 
