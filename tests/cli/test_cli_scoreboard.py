@@ -89,8 +89,13 @@ def test_the_default_scoreboard_is_both_sdks_direct_and_through_the_proxy(
     assert isinstance(failed, list)
     names = [f["name"] for f in failed]
     assert {"max_token_requests", "no_refresh_reuse"} <= set(names)
-    assert any(f["reason"].startswith("8 token requests > 1") for f in failed)
-    assert cells[(CONCURRENT, "typescript-sdk")]["grants"] == {"refresh_token": 8}
+    # One refresh per failing call that saw the old token: how many of the eight did depends on
+    # how the calls interleave with the first refresh (eight on a quiet machine).
+    grants = cells[(CONCURRENT, "typescript-sdk")]["grants"]
+    assert set(grants) == {"refresh_token"}
+    count = grants["refresh_token"]
+    assert 2 <= count <= 8
+    assert any(f["reason"].startswith(f"{count} token requests > 1") for f in failed)
     assert "judges a token-injecting proxy" in str(cells[(JSONRPC, "python-sdk")]["reason"])
 
     text = markdown.read_text()
@@ -102,7 +107,10 @@ def test_the_default_scoreboard_is_both_sdks_direct_and_through_the_proxy(
     seed_row = next(line for line in text.splitlines() if line.startswith(f"| {SEED} |"))
     assert seed_row == f"| {SEED} | **FAIL** `every_call_answered` | pass | pass | pass |"
     assert "| **total** | 0 pass, 2 fail, 1 n/a | 3 pass, 0 fail, 0 n/a |" in text
-    assert f"- {CONCURRENT} on typescript-sdk: `max_token_requests`: 8 token requests > 1" in text
+    assert (
+        f"- {CONCURRENT} on typescript-sdk: `max_token_requests`: {count} token requests > 1"
+        in text
+    )
     # The printed board is the written one.
     assert text.strip() in out
 
