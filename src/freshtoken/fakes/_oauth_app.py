@@ -208,6 +208,7 @@ class FakeAuthorizationServer(AsyncLifecycle):
         reset: bool = False,
         garbage: bool = False,
         lose_response: bool = False,
+        must_fire: bool = True,
     ) -> None:
         """See :meth:`OAuthCore.fail_next`."""
         self.core.fail_next(
@@ -218,8 +219,13 @@ class FakeAuthorizationServer(AsyncLifecycle):
             reset=reset,
             garbage=garbage,
             lose_response=lose_response,
+            must_fire=must_fire,
         )
 
-    def add_token_fault(self, fault: TokenFault) -> None:
+    def add_token_fault(self, fault: TokenFault, *, must_fire: bool = True) -> None:
         """See :meth:`OAuthCore.add_token_fault`."""
-        self.core.add_token_fault(fault)
+        self.core.add_token_fault(fault, must_fire=must_fire)
+
+    def unfired_token_faults(self) -> list[TokenFault]:
+        """See :meth:`OAuthCore.unfired_token_faults`."""
+        return self.core.unfired_token_faults()

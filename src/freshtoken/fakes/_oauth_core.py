@@ -93,16 +93,12 @@ class OAuthCore:
         token_endpoint_auth_methods: Sequence[str] = AUTH_METHODS,
         metadata_paths: Sequence[str] = (METADATA_PATH,),
     ) -> None:
-        if not token_endpoint_auth_methods or not set(token_endpoint_auth_methods) <= set(
-            AUTH_METHODS
-        ):
+        methods, paths = set(token_endpoint_auth_methods), set(metadata_paths)
+        if not methods or not methods <= set(AUTH_METHODS):
             raise ConfigError(
                 f"token_endpoint_auth_methods: a non-empty subset of {', '.join(AUTH_METHODS)}"
             )
-        if not metadata_paths or not set(metadata_paths) <= {
-            METADATA_PATH,
-            OPENID_CONFIGURATION_PATH,
-        }:
+        if not paths or not paths <= {METADATA_PATH, OPENID_CONFIGURATION_PATH}:
             raise ConfigError(
                 f"metadata_paths: a non-empty subset of {METADATA_PATH}, {OPENID_CONFIGURATION_PATH}"
             )
@@ -249,19 +245,27 @@ class OAuthCore:
         reset: bool = False,
         garbage: bool = False,
         lose_response: bool = False,
+        must_fire: bool = True,
     ) -> None:
         """Fault the next ``times`` token-endpoint requests (queued after faults already pending).
 
-        See :class:`~freshtoken.fakes.TokenFault` for what each argument does; a bad value raises
-        :class:`ConfigError` (``fail_next: <argument>: <reason>``).
+        See :class:`~freshtoken.fakes.TokenFault` for each argument; a bad value raises
+        :class:`ConfigError` (``fail_next: <argument>: <reason>``). ``must_fire=False``: see
+        :meth:`unfired_token_faults`.
         """
         args = {"times": times, "status": status, "error": error, "delay": delay}
         flags = {"reset": reset, "garbage": garbage, "lose_response": lose_response}
-        self.add_token_fault(parse(TokenFault, {**args, **flags}, source="fail_next"))
+        fault: TokenFault = parse(TokenFault, {**args, **flags}, source="fail_next")
+        self.add_token_fault(fault, must_fire=must_fire)
 
-    def add_token_fault(self, fault: TokenFault) -> None:
+    def add_token_fault(self, fault: TokenFault, *, must_fire: bool = True) -> None:
         """Queue ``fault`` for the next token-endpoint requests, after faults already pending."""
-        self._faults.add(fault)
+        self._faults.add(fault, must_fire=must_fire)
+
+    def unfired_token_faults(self) -> list[TokenFault]:
+        """Queued faults no request met yet, but those added with ``must_fire=False`` (the pytest
+        fixtures fail a test that leaves one)."""
+        return self._faults.unfired()
 
     @property
     def faults_pending(self) -> int:

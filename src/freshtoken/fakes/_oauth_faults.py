@@ -83,6 +83,7 @@ class TokenFault(Spec):
 class _Queued:
     fault: TokenFault
     remaining: int
+    must_fire: bool = True
 
 
 class TokenFaultQueue:
@@ -92,9 +93,9 @@ class TokenFaultQueue:
         self._lock = threading.Lock()
         self._queue: deque[_Queued] = deque()
 
-    def add(self, fault: TokenFault) -> None:
+    def add(self, fault: TokenFault, *, must_fire: bool = True) -> None:
         with self._lock:
-            self._queue.append(_Queued(fault, fault.times))
+            self._queue.append(_Queued(fault, fault.times, must_fire))
 
     def next(self) -> TokenFault | None:
         """The fault the next token request meets (counted as used), or None."""
@@ -106,6 +107,15 @@ class TokenFaultQueue:
             if queued.remaining == 0:
                 self._queue.popleft()
             return queued.fault
+
+    def unfired(self) -> list[TokenFault]:
+        """The queued faults no request has met yet, but those added with ``must_fire=False``."""
+        with self._lock:
+            return [
+                queued.fault
+                for queued in self._queue
+                if queued.must_fire and queued.remaining == queued.fault.times
+            ]
 
     @property
     def pending(self) -> int:

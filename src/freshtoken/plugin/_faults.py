@@ -9,10 +9,11 @@ needs it (it loads the fakes).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pydantic import PrivateAttr
 
-from freshtoken.fakes import Fault, FaultPlan, FaultState
+from freshtoken.fakes import Fault, FaultPlan, FaultState, TokenFault
 
 __all__ = ["FixtureFaultPlan", "unfired", "unfired_message"]
 
@@ -40,14 +41,22 @@ def unfired(plan: FaultPlan) -> list[FaultState]:
     return [state for state in plan.states if state.fired == 0 and (check is None or check(state))]
 
 
-def unfired_message(states: list[FaultState]) -> str:
+def unfired_message(states: list[FaultState], token_faults: Sequence[TokenFault] = ()) -> str:
+    """What the teardown check says: each MCP-server fault, then each token-endpoint fault
+    (queued on a fake authorization server) that never fired."""
+    count = len(states) + len(token_faults)
     lines = [
-        f"freshtoken: {len(states)} fault(s) added by the test never fired "
+        f"freshtoken: {count} fault(s) added by the test never fired "
         "(a typo in the match, or the test no longer reaches them):"
     ]
     lines += [f"  {json.dumps(state.fault.to_dict(), sort_keys=True)}" for state in states]
+    lines += [
+        f"  token endpoint: {json.dumps(fault.model_dump(), sort_keys=True)}"
+        for fault in token_faults
+    ]
     lines.append(
-        "Opt out per fault with freshtoken_faults.add(fault, must_fire=False), or per test with "
+        "Opt out per fault with freshtoken_faults.add(fault, must_fire=False) or "
+        "fail_next(..., must_fire=False), or per test with "
         "@pytest.mark.freshtoken(assert_all_faults_fired=False)."
     )
     return "\n".join(lines)

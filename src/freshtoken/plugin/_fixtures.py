@@ -80,6 +80,7 @@ class _Run:
     loop: LoopThread
     config: FreshtokenConfig
     plans: list[FaultPlan] = field(default_factory=list)
+    auth_servers: list[FakeAuthorizationServer] = field(default_factory=list)
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run(coroutine, timeout=SETUP_TIMEOUT)
@@ -208,8 +209,9 @@ def _freshtoken_harness(
         from freshtoken.plugin._faults import unfired, unfired_message
 
         never = [state for plan in run.plans for state in unfired(plan)]
-        if never:
-            pytest.fail(unfired_message(never), pytrace=False)
+        token_faults = [f for server in run.auth_servers for f in server.unfired_token_faults()]
+        if never or token_faults:
+            pytest.fail(unfired_message(never, token_faults), pytrace=False)
 
 
 @pytest.fixture
@@ -221,7 +223,9 @@ def freshtoken_auth_server(_freshtoken_harness: _Run) -> FakeAuthorizationServer
     fails the test.
     """
     run = _freshtoken_harness
-    return run.handle(run.call(run.harness.start_authorization_server()))
+    server = run.call(run.harness.start_authorization_server())
+    run.auth_servers.append(server)
+    return run.handle(server)
 
 
 @pytest.fixture
@@ -361,6 +365,7 @@ def freshtoken_auth_server_factory(_freshtoken_harness: _Run) -> AuthServerFacto
 
     def make(**kwargs: Any) -> FakeAuthorizationServer:
         server = run.call(run.harness.start_authorization_server(**_unwrapped(kwargs)))
+        run.auth_servers.append(server)
         return run.handle(server)
 
     return make
