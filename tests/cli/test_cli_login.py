@@ -130,8 +130,36 @@ async def test_a_server_without_authorization_exits_3(tmp_path: Path) -> None:
         ),
         (["ftp://x", "--store", "s.json"], "freshtoken login: URL: not an http(s) URL"),
         (["--config", "{config}"], "name the TARGET to log in to"),
+        (
+            ["https://x/mcp", "--store", "s.json", "--private-key-file", "{config}"],
+            "freshtoken login: --private-key-file: only with --grant client_credentials",
+        ),
+        (
+            [
+                "https://x/mcp",
+                "--store",
+                "s.json",
+                "--grant",
+                "client_credentials",
+                "--private-key-file",
+                "{config}",
+            ],
+            "freshtoken login: --private-key-file: {config}: not a PEM private key",
+        ),
+        (
+            ["https://x/mcp", "--store", "s.json", "--signing-alg", "ES256"],
+            "freshtoken login: --signing-alg: only with --private-key-file",
+        ),
     ],
-    ids=["unknown-target", "store-only-flag", "bad-url", "no-target"],
+    ids=[
+        "unknown-target",
+        "store-only-flag",
+        "bad-url",
+        "no-target",
+        "key-without-client-credentials",
+        "not-a-key",
+        "alg-without-key",
+    ],
 )
 async def test_usage_errors_exit_2(tmp_path: Path, argv: list[str], message: str) -> None:
     config = tmp_path / "proxy.toml"

@@ -4,7 +4,7 @@ them, and a client holding no token calls the scenario's tool through the proxy.
 
 Invoked by the suite as ``python conformance_login_client.py SERVER_URL`` with the scenario in
 ``MCP_CONFORMANCE_SCENARIO`` and its context (pre-registered client credentials) as JSON in
-``MCP_CONFORMANCE_CONTEXT``. A 403 ``insufficient_scope`` from the server is a step-up: log in
+``MCP_CONFORMANCE_CONTEXT`` (or a client id and a private key for ``private_key_jwt``). A 403 ``insufficient_scope`` from the server is a step-up: log in
 again with the union of the scopes, have the proxy adopt the new store, retry — at most twice,
 so a server whose step-up never succeeds sees at most three authorizations.
 """
@@ -38,6 +38,14 @@ def login_argv(url: str, store: Path, scope: str | None = None) -> list[str]:
     if "client_secret" in context:
         os.environ["CONFORMANCE_CLIENT_SECRET"] = context["client_secret"]
         argv += ["--client-secret-env", "CONFORMANCE_CLIENT_SECRET"]
+    if "private_key_pem" in context:
+        # private_key_jwt: the key goes in a file beside the store (which records its path).
+        key = store.parent / "client-key.pem"
+        key.touch(mode=0o600)
+        key.write_text(context["private_key_pem"])
+        argv += ["--private-key-file", str(key)]
+        if "signing_algorithm" in context:
+            argv += ["--signing-alg", context["signing_algorithm"]]
     if scenario.startswith("auth/client-credentials"):
         argv += ["--grant", "client_credentials"]
     else:

@@ -10,8 +10,9 @@ freshtoken's own one-line error, so a different failure is caught as well:
   ``<origin>/tenant1`` but its metadata names the issuer ``<origin>``. RFC 8414 §3.3 forbids
   using such metadata (the mix-up defence; later suite versions fixed the server and added a
   scenario that requires the refusal), so freshtoken refuses it.
-- ``auth/client-credentials-jwt``: ``private_key_jwt`` client authentication (RFC 7523) is
-  not implemented (see the README for how it could be).
+
+``auth/client-credentials-jwt`` checks ``private_key_jwt`` (RFC 7523) with the suite's own JOSE
+library: an independent verifier of the assertions freshtoken signs.
 
 Without ``npx`` the test skips locally and fails under CI (``CI`` set).
 """
@@ -48,6 +49,7 @@ PASSING = [
     "auth/2025-03-26-oauth-metadata-backcompat",
     "auth/2025-03-26-oauth-endpoint-fallback",
     "auth/client-credentials-basic",
+    "auth/client-credentials-jwt",
 ]
 ISSUER_MISMATCH = (
     r"freshtoken login: the authorization-server metadata at \S+ names issuer "
@@ -56,10 +58,6 @@ ISSUER_MISMATCH = (
 REFUSED = {
     "auth/metadata-var2": ISSUER_MISMATCH,
     "auth/metadata-var3": ISSUER_MISMATCH,
-    "auth/client-credentials-jwt": (
-        "freshtoken login: the client-credentials grant needs a pre-registered client_id "
-        "and client_secret"
-    ),
 }
 
 

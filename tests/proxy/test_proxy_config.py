@@ -424,3 +424,92 @@ async def test_config_serves_a_tls_target(tmp_path: Path) -> None:
         auth.check()
         mcp.check()
     ca.close()
+
+
+def _key_file(tmp_path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "client-key.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+_CC = (
+    "[targets.a]\nurl='http://127.0.0.1:9/'\n[targets.a.token]\ntype='client_credentials'\n"
+    "token_endpoint='https://as.example/token'\nclient_id='c'\n"
+)
+
+
+def test_a_private_key_jwt_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = _key_file(tmp_path)
+    path = _write(
+        tmp_path,
+        _CC + "auth_method='private_key_jwt'\nprivate_key_file='client-key.pem'\n"
+        "issuer='https://as.example'\nsigning_alg='ES256'\n",
+    )
+    [target] = load_config(path).targets
+    assert isinstance(target.source, ClientCredentialsSource)
+    assert target.source.issuer == "https://as.example"
+    # The same key as PEM text in an environment variable.
+    monkeypatch.setenv("FT_KEY", key.read_text())
+    path = _write(
+        tmp_path,
+        _REFRESH + "refresh_token='r'\nauth_method='private_key_jwt'\nprivate_key_env='FT_KEY'\n"
+        "issuer='https://as.example'\n",
+    )
+    [target] = load_config(path).targets
+    assert isinstance(target.source, RefreshTokenSource)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "reason"),
+    [
+        ("private_key_file='client-key.pem'\n", "auth_method", 'needs "private_key_jwt"'),
+        ("auth_method='private_key_jwt'\nissuer='https://as'\n", "private_key_file", "required"),
+        (
+            "auth_method='private_key_jwt'\nprivate_key_file='client-key.pem'\n",
+            "issuer",
+            "the audience of its assertions",
+        ),
+        (
+            "auth_method='private_key_jwt'\nprivate_key_file='client-key.pem'\n"
+            "private_key='x'\nissuer='https://as'\n",
+            "private_key_file",
+            "give the key once",
+        ),
+        (
+            "auth_method='private_key_jwt'\nprivate_key_file='missing.pem'\nissuer='https://as'\n",
+            "private_key_file",
+            "cannot read the private key",
+        ),
+        (
+            "auth_method='private_key_jwt'\nprivate_key_file='client-key.pem'\n"
+            "signing_alg='RS256'\nissuer='https://as'\n",
+            "private_key_file",
+            "RS256 needs a rsa key",
+        ),
+        (
+            "auth_method='private_key_jwt'\nprivate_key='not a key'\nissuer='https://as'\n",
+            "private_key",
+            "the key: not a PEM private key",
+        ),
+    ],
+)
+def test_private_key_jwt_errors_name_the_key(
+    tmp_path: Path, extra: str, field: str, reason: str
+) -> None:
+    _key_file(tmp_path)
+    path = _write(tmp_path, _CC + "client_secret='s'\n" + extra)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == f"targets.a.token.{field}"
+    assert reason in caught.value.reason
+    assert "PRIVATE KEY" not in str(caught.value)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from freshtoken import ConfigError
 from freshtoken.proxy import (
+    ClientKey,
     LoginError,
     LoginFailure,
     LoginTarget,
@@ -81,6 +82,15 @@ def add_parser(subparsers: Any) -> None:
     )
     client.add_argument(
         "--auth-method", choices=("client_secret_basic", "client_secret_post", "none")
+    )
+    client.add_argument(
+        "--private-key-file",
+        type=Path,
+        metavar="PEM",
+        help="authenticate with private_key_jwt, signing with this key (client credentials)",
+    )
+    client.add_argument(
+        "--signing-alg", metavar="ALG", help="its JWS algorithm (default: the key's)"
     )
     client.add_argument(
         "--client-metadata-url", metavar="URL", help="a Client ID Metadata Document's URL"
@@ -225,7 +235,21 @@ def _store_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.ca_file is not None and not args.ca_file.is_file():
         raise ConfigError.at("freshtoken login", "--ca-file", f"no such file {args.ca_file}")
     verify: Path | bool = args.ca_file if args.ca_file is not None else True
+    key: dict[str, Any] = {}
+    if args.private_key_file is not None:
+        if (args.grant or "authorization_code") != "client_credentials":
+            raise ConfigError.at(
+                "freshtoken login", "--private-key-file", "only with --grant client_credentials"
+            )
+        try:
+            client_key = ClientKey.from_file(args.private_key_file, args.signing_alg)
+        except ValueError as exc:
+            raise ConfigError.at("freshtoken login", "--private-key-file", str(exc)) from None
+        key = {"client_key": client_key, "private_key_file": args.private_key_file.resolve()}
+    elif args.signing_alg is not None:
+        raise ConfigError.at("freshtoken login", "--signing-alg", "only with --private-key-file")
     return {
+        **key,
         "client_id": args.client_id,
         "client_secret": secret,
         "auth_method": args.auth_method,

@@ -13,6 +13,7 @@ from freshtoken._lazy import lazy_exports as _lazy_exports
 if _typing.TYPE_CHECKING:
     from freshtoken.proxy._config import ProxyConfig, TargetConfig, load_config, load_login_targets
     from freshtoken.proxy._grants import ClientCredentialsSource, RefreshTokenSource
+    from freshtoken.proxy._jwt import ClientKey
     from freshtoken.proxy._limits import Limits
     from freshtoken.proxy._login import (
         LoginResult,
@@ -47,6 +48,7 @@ __all__ = [
     "BaseTokenSource",
     "CallableTokenSource",
     "ClientCredentialsSource",
+    "ClientKey",
     "CommandTokenSource",
     "FetchedToken",
     "Limits",
@@ -78,6 +80,7 @@ _WHERE: dict[str, str] = {
     "BaseTokenSource": "_tokens",
     "CallableTokenSource": "_tokens",
     "ClientCredentialsSource": "_grants",
+    "ClientKey": "_jwt",
     "CommandTokenSource": "_tokens",
     "FetchedToken": "_tokens",
     "Limits": "_limits",

@@ -43,9 +43,11 @@ from freshtoken.proxy._endpoint import (
     DEFAULT_TIMEOUT,
 )
 from freshtoken.proxy._grants import ClientCredentialsSource, RefreshTokenSource
+from freshtoken.proxy._jwt import ClientKey
 from freshtoken.proxy._limits import Limits
-from freshtoken.proxy._login import LoginTarget
+from freshtoken.proxy._login import LoginTarget, stored_key
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, pattern_matcher
+from freshtoken.proxy._oauth_client import LoginError
 from freshtoken.proxy._proxy import Proxy, valid_target_name
 from freshtoken.proxy._store import AuthMethod, TokenStore
 from freshtoken.proxy._tokens import (
@@ -225,6 +227,13 @@ class _Endpoint(BaseModel):
     deadline: PositiveSeconds = DEFAULT_DEADLINE
     max_response_bytes: PositiveCount = DEFAULT_MAX_RESPONSE_BYTES
     max_retry_wait: Seconds = DEFAULT_MAX_RETRY_WAIT
+    # private_key_jwt: the key (a PEM file, or PEM text inline or in an environment variable),
+    # its algorithm (default: implied by the key) and the AS's issuer (the audience).
+    private_key_file: Text | None = None
+    private_key: Text | None = None
+    private_key_env: Text | None = None
+    signing_alg: Text | None = None
+    issuer: HttpUrl | None = None
 
 
 class _Grant(_Endpoint):
@@ -448,7 +457,41 @@ def _endpoint_options(where: _Where, prefix: str, table: _Endpoint) -> dict[str,
         "deadline": table.deadline,
         "max_response_bytes": table.max_response_bytes,
         "max_retry_wait": table.max_retry_wait,
+        **_client_key(where, prefix, table),
     }
+
+
+def _client_key(where: _Where, prefix: str, table: _Endpoint) -> dict[str, Any]:
+    """``client_key`` and ``issuer`` for ``auth_method = "private_key_jwt"`` (else nothing)."""
+    pem = where.secret(
+        table, prefix, "private_key", required=False, valid=bool, syntax="a PEM private key"
+    )
+    given = table.private_key_file is not None or pem is not None
+    if table.auth_method != "private_key_jwt":
+        if given or table.signing_alg is not None:
+            raise where.error(f"{prefix}.auth_method", 'a private key needs "private_key_jwt"')
+        return {}
+    if table.private_key_file is not None and pem is not None:
+        raise where.error(f"{prefix}.private_key_file", "give the key once (file or PEM text)")
+    if not given:
+        raise where.error(
+            f"{prefix}.private_key_file", "required by private_key_jwt (or private_key[_env])"
+        )
+    if table.issuer is None:
+        raise where.error(
+            f"{prefix}.issuer", "required by private_key_jwt: the audience of its assertions"
+        )
+    field = "private_key_file" if table.private_key_file is not None else "private_key"
+    try:
+        if table.private_key_file is not None:
+            path = where.path(table.private_key_file)
+            key = ClientKey.from_file(path, table.signing_alg)
+        else:
+            assert pem is not None
+            key = ClientKey.from_pem(pem, table.signing_alg, source="the key")
+    except ValueError as exc:
+        raise where.error(f"{prefix}.{field}", str(exc)) from None
+    return {"client_key": key, "issuer": table.issuer}
 
 
 def _login_source(where: _Where, prefix: str, table: _LoginToken) -> TokenSource:
@@ -478,8 +521,14 @@ def _login_source(where: _Where, prefix: str, table: _LoginToken) -> TokenSource
     )
     client_secret = secret if secret is not None else login.client_secret
     auth_method = login.auth_method
+    if auth_method == "private_key_jwt" and "client_key" not in options:
+        # The key named in this file wins; else the one the login read (the store keeps no key).
+        try:
+            options.update(client_key=stored_key(login), issuer=login.issuer)
+        except LoginError as exc:
+            raise where.error(f"{prefix}.store", str(exc)) from None
     if login.grant == "client_credentials":
-        if client_secret is None:
+        if client_secret is None and auth_method != "private_key_jwt":
             raise where.error(f"{prefix}.client_secret", "the client-credentials login needs one")
         return ClientCredentialsSource(
             login.token_endpoint,
@@ -528,12 +577,12 @@ def _grant_source(where: _Where, prefix: str, table: _Grant) -> TokenSource:
         table,
         prefix,
         "client_secret",
-        required=isinstance(table, _ClientCredentialsGrant),
+        required=isinstance(table, _ClientCredentialsGrant)
+        and table.auth_method != "private_key_jwt",
         valid=bool,
         syntax="a secret",
     )
     if isinstance(table, _ClientCredentialsGrant):
-        assert client_secret is not None
         return ClientCredentialsSource(
             table.token_endpoint, table.client_id, client_secret, **common
         )
@@ -618,4 +667,8 @@ def _login_target(where: _Where, name: str, target: _Target) -> LoginTarget:
         timeout=table.timeout,
         deadline=table.deadline,
         redirect_port=table.redirect_port if isinstance(table, _LoginToken) else 0,
+        client_key=options.get("client_key"),
+        private_key_file=(
+            None if table.private_key_file is None else where.path(table.private_key_file)
+        ),
     )

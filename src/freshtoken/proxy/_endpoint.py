@@ -29,6 +29,7 @@ import logging
 import math
 import random
 import ssl
+import time
 import unicodedata
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,7 @@ from freshtoken._clock import Clock
 from freshtoken._errors import GrantInDoubtError, InvalidGrantError, TokenSourceError
 from freshtoken._serve import is_loopback_host
 from freshtoken._timeline import Timeline, fingerprint
+from freshtoken.proxy._jwt import ASSERTION_TYPE, ClientKey
 from freshtoken.proxy._tokens import BaseTokenSource, FetchedToken, valid_access_token
 
 __all__ = [
@@ -80,7 +82,7 @@ _TERMINAL_ERRORS: Final = frozenset(
         "invalid_target",
     }
 )
-_AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "none")
+_AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "none", "private_key_jwt")
 _BACKOFF_BASE: Final = 0.25
 _BACKOFF_CAP: Final = 5.0
 _DESCRIPTION_LIMIT: Final = 200
@@ -176,10 +178,18 @@ class OAuthTokenSource(BaseTokenSource):
         max_retry_wait: float,
         auth_method: str,
         allow_insecure_http: bool,
+        client_key: ClientKey | None = None,
+        issuer: str | None = None,
     ) -> None:
         super().__init__(clock=clock, timeline=timeline, name=f"oauth:{client_id}")
         if auth_method not in _AUTH_METHODS:
             raise ValueError(f"unknown auth_method {auth_method!r}")
+        if (auth_method == "private_key_jwt") != (client_key is not None):
+            raise ValueError("auth_method 'private_key_jwt' and a client_key go together")
+        if client_key is not None and not issuer:
+            raise ValueError(
+                "private_key_jwt needs the authorization server's issuer (the audience)"
+            )
         parts = urlsplit(token_endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"token_endpoint must be an http(s) URL, got {token_endpoint!r}")
@@ -213,6 +223,8 @@ class OAuthTokenSource(BaseTokenSource):
         self.max_response_bytes = max_response_bytes
         self.max_retry_wait = max_retry_wait
         self._auth_method = auth_method
+        self._client_key = client_key
+        self.issuer = issuer
         self._http: httpx.AsyncClient | None = None
         self._random = random.Random()  # noqa: S311  # jitter, not a secret
 
@@ -321,6 +333,9 @@ class OAuthTokenSource(BaseTokenSource):
             client_id=self.client_id,
             client_secret=self._client_secret,
             auth_method=self._auth_method,
+            client_key=self._client_key,
+            audience=self.issuer,
+            now=self.clock.time(),
         )
         return form, headers
 
@@ -438,11 +453,23 @@ def apply_client_auth(
     client_id: str,
     client_secret: str | None,
     auth_method: str,
+    client_key: ClientKey | None = None,
+    audience: str | None = None,
+    now: float | None = None,
 ) -> None:
     """Authenticate a request to the token (or revocation) endpoint as ``auth_method`` says:
-    ``client_secret_basic``, ``client_secret_post``, or ``none`` (a public client names itself
-    in the form; so does any client without a secret)."""
-    if client_secret is None or auth_method == "none":
+    ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt`` (a fresh assertion
+    signed with ``client_key`` for ``audience``, the AS's issuer, at ``now``), or ``none`` (a
+    public client names itself in the form; so does any client without a secret)."""
+    if auth_method == "private_key_jwt":
+        if client_key is None or not audience:
+            raise ValueError("private_key_jwt needs a client_key and the issuer as audience")
+        form["client_id"] = client_id
+        form["client_assertion_type"] = ASSERTION_TYPE
+        form["client_assertion"] = client_key.assertion(
+            client_id=client_id, audience=audience, now=time.time() if now is None else now
+        )
+    elif client_secret is None or auth_method == "none":
         form["client_id"] = client_id
     elif auth_method == "client_secret_post":
         form["client_id"] = client_id

@@ -24,6 +24,7 @@ from freshtoken.proxy._endpoint import (
     DEFAULT_TIMEOUT,
     OAuthTokenSource,
 )
+from freshtoken.proxy._jwt import ClientKey
 from freshtoken.proxy._store import StoredTokens, TokenStore
 from freshtoken.proxy._tokens import FetchedToken, valid_access_token, valid_refresh_token
 
@@ -56,6 +57,10 @@ class RefreshTokenSource(OAuthTokenSource):
     the access token until it expires or is refused, then stops with a terminal
     :class:`~freshtoken.InvalidGrantError` asking for a new login.
 
+    With ``auth_method="private_key_jwt"`` the client authenticates with a JWT signed by
+    ``client_key`` (a :class:`~freshtoken.proxy.ClientKey`) for ``issuer``, the authorization
+    server's issuer identifier, instead of a secret.
+
     A store rewritten by someone else — ``freshtoken login`` run again while the proxy serves —
     is adopted before the next grant would be spent (its tokens and its login record's client),
     and clears a terminal error: logging in again un-sticks a running proxy.
@@ -85,6 +90,8 @@ class RefreshTokenSource(OAuthTokenSource):
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         auth_method: str = "client_secret_basic",
         allow_insecure_http: bool = False,
+        client_key: ClientKey | None = None,
+        issuer: str | None = None,
         refresh_grace: float = 0.0,
     ) -> None:
         if (
@@ -110,6 +117,8 @@ class RefreshTokenSource(OAuthTokenSource):
             max_retry_wait=max_retry_wait,
             auth_method=auth_method,
             allow_insecure_http=allow_insecure_http,
+            client_key=client_key,
+            issuer=issuer,
         )
         if refresh_token is not None and not valid_refresh_token(refresh_token):
             raise ValueError("refresh_token is not in RFC 6749 refresh-token syntax")
@@ -270,13 +279,13 @@ class RefreshTokenSource(OAuthTokenSource):
 class ClientCredentialsSource(OAuthTokenSource):
     """The OAuth client-credentials grant (RFC 6749 §4.4): the same bounds and error rules as
     :class:`RefreshTokenSource`, except that a request whose outcome is unknown is retried too
-    (a client-credentials grant consumes nothing)."""
+    (a client-credentials grant consumes nothing). ``client_key`` and ``issuer``: as there."""
 
     def __init__(
         self,
         token_endpoint: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None,
         *,
         scope: str | None = None,
         resource: str | None = None,
@@ -290,6 +299,8 @@ class ClientCredentialsSource(OAuthTokenSource):
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         auth_method: str = "client_secret_basic",
         allow_insecure_http: bool = False,
+        client_key: ClientKey | None = None,
+        issuer: str | None = None,
     ) -> None:
         super().__init__(
             token_endpoint=token_endpoint,
@@ -307,6 +318,8 @@ class ClientCredentialsSource(OAuthTokenSource):
             max_retry_wait=max_retry_wait,
             auth_method=auth_method,
             allow_insecure_http=allow_insecure_http,
+            client_key=client_key,
+            issuer=issuer,
         )
 
     def _grant(self) -> dict[str, str]:

@@ -36,6 +36,7 @@ from freshtoken.proxy._endpoint import (
     DEFAULT_TIMEOUT,
     sanitize_description,
 )
+from freshtoken.proxy._jwt import ClientKey
 from freshtoken.proxy._oauth_client import (
     ClientCredentialsCapture,
     CodeExchange,
@@ -86,7 +87,9 @@ class LoginTarget:
     where the authorization server supports them; without either, the client registers
     itself (RFC 7591). ``token_endpoint`` overrides the discovered one; ``scope`` the one the
     MCP spec would choose; ``resource`` the RFC 8707 resource. ``grant="client_credentials"``
-    needs a pre-registered confidential client and no browser. ``server_verify`` and
+    needs a pre-registered confidential client and no browser; it authenticates with
+    ``client_key`` (``private_key_jwt``, the key read from ``private_key_file``, which the store
+    records) instead of a secret when one is given. ``server_verify`` and
     ``as_verify`` are the TLS trust for the MCP server and the authorization server (a CA file,
     an ``SSLContext``, or True for the system's). ``redirect_port`` fixes the loopback
     listener's port (0: any free port, or the one a remembered registration was made with).
@@ -108,6 +111,8 @@ class LoginTarget:
     timeout: float = DEFAULT_TIMEOUT
     deadline: float = DEFAULT_DEADLINE
     redirect_port: int = 0
+    client_key: ClientKey | None = None
+    private_key_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,17 +527,21 @@ async def _client_credentials(
     resource: str,
     scope: str | None,
 ) -> LoginResult:
-    if target.client_id is None or target.client_secret is None:
+    key = target.client_key
+    if target.client_id is None or (target.client_secret is None and key is None):
         raise LoginError(
             LoginFailure.REGISTRATION_REFUSED,
-            "the client-credentials grant needs a pre-registered client_id and client_secret",
+            "the client-credentials grant needs a pre-registered client_id and client_secret "
+            "(or a private key)",
         )
     server = found.authorization_server
-    method = _configured_method(target, server)
+    method: AuthMethod = (
+        "private_key_jwt" if key is not None else _configured_method(target, server)
+    )
     source = ClientCredentialsCapture(
         token_endpoint,
         target.client_id,
-        target.client_secret,
+        None if key is not None else target.client_secret,
         scope=scope,
         resource=resource,
         verify=target.as_verify,
@@ -540,13 +549,15 @@ async def _client_credentials(
         deadline=target.deadline,
         auth_method=method,
         allow_insecure_http=target.allow_insecure_http,
+        client_key=key,
+        issuer=server.issuer if key is not None else None,
     )
     await obtain_tokens(source, "the client-credentials grant")
     record = StoredLogin(
         server_url=target.url,
         token_endpoint=token_endpoint,
         client_id=target.client_id,
-        client_secret=target.client_secret,
+        client_secret=None if key is not None else target.client_secret,
         auth_method=method,
         resource=resource,
         scope=source.granted_scope or scope,
@@ -555,6 +566,8 @@ async def _client_credentials(
         revocation_endpoint=server.revocation_endpoint,
         registration="pre-registered",
         obtained_at=time.time(),
+        private_key_file=None if target.private_key_file is None else str(target.private_key_file),
+        signing_alg=None if key is None else key.algorithm,
     )
     return _save(store, record, source)
 
@@ -632,6 +645,7 @@ async def logout(
         )
         if token is not None:
             try:
+                key = stored_key(login)
                 async with http_client(verify, timeout=timeout) as client:
                     await revoke_token(
                         client,
@@ -642,6 +656,8 @@ async def logout(
                         client_secret=login.client_secret,
                         auth_method=login.auth_method,
                         deadline=deadline,
+                        client_key=key,
+                        audience=login.issuer,
                     )
                 revoked = True
             except LoginError as exc:
@@ -652,3 +668,18 @@ async def logout(
             LoginFailure.FAILED, f"{failure} (the store was deleted; the grant may still be live)"
         )
     return revoked
+
+
+def stored_key(login: StoredLogin) -> ClientKey | None:
+    """The key a ``private_key_jwt`` login authenticates with, read from the file it recorded
+    (None for a login with a secret); a key that cannot be read is a :class:`LoginError`."""
+    if login.auth_method != "private_key_jwt":
+        return None
+    if login.private_key_file is None or login.issuer is None:
+        raise LoginError(
+            LoginFailure.FAILED, "the login used private_key_jwt but recorded no key file or issuer"
+        )
+    try:
+        return ClientKey.from_file(login.private_key_file, login.signing_alg)
+    except ValueError as exc:
+        raise LoginError(LoginFailure.FAILED, str(exc)) from None

@@ -37,6 +37,7 @@ from freshtoken._errors import (
 from freshtoken._serve import LoopbackSite
 from freshtoken.proxy._endpoint import OAuthTokenSource, apply_client_auth, sanitize_description
 from freshtoken.proxy._grants import ClientCredentialsSource
+from freshtoken.proxy._jwt import ClientKey
 from freshtoken.proxy._tokens import FetchedToken, valid_refresh_token
 
 __all__ = [
@@ -298,6 +299,8 @@ async def revoke_token(
     client_secret: str | None,
     auth_method: str,
     deadline: float,
+    client_key: ClientKey | None = None,
+    audience: str | None = None,
 ) -> None:
     """Revoke ``token`` (RFC 7009 §2.1), authenticating as the token endpoint would.
 
@@ -307,7 +310,13 @@ async def revoke_token(
     form = {"token": token, "token_type_hint": hint}
     headers = {"Accept": "application/json"}
     apply_client_auth(
-        form, headers, client_id=client_id, client_secret=client_secret, auth_method=auth_method
+        form,
+        headers,
+        client_id=client_id,
+        client_secret=client_secret,
+        auth_method=auth_method,
+        client_key=client_key,
+        audience=audience,
     )
     answer = await request(client, "POST", endpoint, deadline=deadline, data=form, headers=headers)
     if answer.status != 200:

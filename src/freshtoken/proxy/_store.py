@@ -55,7 +55,7 @@ class StoredTokens:
     expires_at: float | None = None
 
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 Grant = Literal["authorization_code", "client_credentials"]
 Registration = Literal["pre-registered", "dynamic", "metadata-document", "fallback"]
 
@@ -82,6 +82,9 @@ class StoredLogin:
     registration: Registration = "pre-registered"
     redirect_uri: str | None = None
     obtained_at: float | None = None
+    private_key_file: str | None = None
+    """With ``private_key_jwt``: where the client's key is (the store keeps no key)."""
+    signing_alg: str | None = None
 
 
 class _StoreFile(BaseModel):
