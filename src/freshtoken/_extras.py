@@ -19,6 +19,7 @@ HARNESS_MODULES: Final = {
     "hypothesis": "hypothesis",
     "httpx_aiohttp": "httpx-aiohttp",
     "jsonschema": "jsonschema",
+    "jwt": "pyjwt",
     "pytest_asyncio": "pytest-asyncio",
     "respx": "respx",
     "tomli_w": "tomli-w",

@@ -120,6 +120,7 @@ class OAuthCore:
             recorder=self._recorder,
             scopes_supported=scopes_supported,
             auth_methods=token_endpoint_auth_methods,
+            audiences=lambda: (self.issuer, self.issuer.rstrip("/") + TOKEN_PATH),
         )
         self._endpoints = Endpoints(
             self._store,
@@ -179,11 +180,11 @@ class OAuthCore:
         client_name: str | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
+        public_key_pem: str | None = None,
     ) -> ClientRecord:
-        """Register a client and return it; a confidential client gets a secret if none is given.
-
-        ``grant_types`` defaults to every grant the client type may use (public clients cannot
-        use ``client_credentials``).
+        """Register a client and return it; a confidential client gets a secret if none is given
+        (a ``private_key_jwt`` one gets none: it names its ``public_key_pem``). ``grant_types``
+        defaults to every grant the client type may use (public clients: no client_credentials).
         """
         with self._lock:
             return self._store.register_client(
@@ -194,6 +195,7 @@ class OAuthCore:
                 client_name=client_name,
                 client_id=client_id,
                 client_secret=client_secret,
+                public_key_pem=public_key_pem,
             )
 
     def client(self, client_id: str) -> ClientRecord | None:
@@ -204,10 +206,8 @@ class OAuthCore:
     def issue_tokens(
         self, client_id: str | None = None, *, scope: str | None = None, resource: str | None = None
     ) -> TokenPair:
-        """Mint an access + refresh token pair in a new family, as if a grant had just succeeded.
-
-        Seeding is a test's prerogative: ``scope`` and ``resource`` are taken as given.
-        """
+        """Mint an access + refresh token pair in a new family, as if a grant had just succeeded
+        (seeding is a test's prerogative: ``scope`` and ``resource`` are taken as given)."""
         with self._lock:
             owner = client_id or self.client_id
             if owner not in self._store.clients:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from freshtoken._clock import Clock
 from freshtoken.fakes._oauth_grants import Grants, parse_form, parse_unique
+from freshtoken.fakes._oauth_jwt import SIGNING_ALGORITHMS
 from freshtoken.fakes._oauth_models import (
     AUTHORIZE_PATH,
     GRANT_TYPES,
@@ -79,6 +80,11 @@ class Endpoints:
             ],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
+            **(
+                {"token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS)}
+                if "private_key_jwt" in auth_methods
+                else {}
+            ),
         }
 
     # ---- /authorize ------------------------------------------------------------------------
@@ -226,7 +232,9 @@ class Endpoints:
         grant_types = metadata.get("grant_types", ["authorization_code", "refresh_token"])
         scope = metadata.get("scope")
         name = metadata.get("client_name")
-        if method not in self._grants.auth_methods:
+        if method not in self._grants.auth_methods or method == "private_key_jwt":
+            # A key client is registered in Python (register_client(public_key_pem=...)): this
+            # fake takes no jwks at registration.
             raise OAuthError("invalid_client_metadata", f"unsupported auth method {method!r}")
         if not isinstance(grant_types, list) or not all(g in GRANT_TYPES for g in grant_types):
             raise OAuthError("invalid_client_metadata", "unsupported grant_types")

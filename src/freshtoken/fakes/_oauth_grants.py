@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from freshtoken._clock import Clock
 from freshtoken._timeline import fingerprint
+from freshtoken.fakes._oauth_jwt import AssertionChecker
 from freshtoken.fakes._oauth_models import (
     AUTH_METHODS,
     GRANT_TYPES,
@@ -101,6 +102,7 @@ class Grants:
         recorder: Recorder,
         scopes_supported: Sequence[str],
         auth_methods: Sequence[str] = AUTH_METHODS,
+        audiences: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -108,6 +110,7 @@ class Grants:
         self._recorder = recorder
         self.scopes_supported = tuple(scopes_supported)
         self.auth_methods = tuple(auth_methods)
+        self._assertions = AssertionChecker(clock=clock, audiences=audiences)
 
     def grant(self, request: CoreRequest, form: dict[str, str]) -> CoreResponse:
         """Answer a parsed token request (raises :class:`OAuthError` to refuse it)."""
@@ -130,7 +133,10 @@ class Grants:
         return json_response(200, pair.to_json(), NO_STORE)
 
     def authenticate(self, request: CoreRequest, form: dict[str, str]) -> ClientRecord:
-        """The client the request authenticates as (Basic, form post, or a public client id)."""
+        """The client the request authenticates as (Basic, form post, a signed assertion, or a
+        public client id)."""
+        if "client_assertion" in form or "client_assertion_type" in form:
+            return self._asserted(request, form)
         authorization = request.header("Authorization")
         secret: str | None
         if authorization is not None:
@@ -161,6 +167,17 @@ class Grants:
             secret.encode(), client.client_secret.encode()
         ):
             raise OAuthError("invalid_client", "client authentication failed", 401)
+        return client
+
+    def _asserted(self, request: CoreRequest, form: dict[str, str]) -> ClientRecord:
+        if "private_key_jwt" not in self.auth_methods:
+            raise OAuthError("invalid_client", "private_key_jwt is not supported here", 401)
+        if request.header("Authorization") is not None or "client_secret" in form:
+            raise OAuthError("invalid_request", "use one client authentication method")
+        client = self._store.clients.get(self._assertions.client_id(form))
+        if client is None:
+            raise OAuthError("invalid_client", "client authentication failed", 401)
+        self._assertions.check(client, form)
         return client
 
     def check_scope(self, client: ClientRecord, requested: str | None) -> str | None:

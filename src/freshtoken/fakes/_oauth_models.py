@@ -55,7 +55,7 @@ REGISTRATION_PATH: Final = "/register"
 CONTROL_PREFIX: Final = "/_freshtoken/"
 
 GRANT_TYPES: Final = ("authorization_code", "client_credentials", "refresh_token")
-AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "none")
+AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "none", "private_key_jwt")
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -150,7 +150,8 @@ class SeenTokenRequest:
 
 @dataclass(frozen=True)
 class ClientRecord:
-    """A registered client. ``client_secret`` is None for public clients (auth method ``none``).
+    """A registered client. ``client_secret`` is None for public clients (auth method ``none``)
+    and for clients that authenticate with a key (``private_key_jwt``).
 
     A client with no ``redirect_uris`` accepts any absolute redirect URI, which keeps ad-hoc test
     clients short; registered URIs must match exactly.
@@ -163,6 +164,8 @@ class ClientRecord:
     grant_types: tuple[str, ...] = GRANT_TYPES
     scope: str | None = None
     client_name: str | None = None
+    public_key_pem: str | None = None
+    """With ``private_key_jwt``: the public key its assertions are checked with (PEM)."""
 
     def to_json(self) -> dict[str, Any]:
         """RFC 7591 client information (metadata plus credentials)."""

@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigError
 from freshtoken._timeline import fingerprint
+from freshtoken.fakes._oauth_jwt import check_public_key
 from freshtoken.fakes._oauth_models import (
     AUTH_METHODS,
     GRANT_TYPES,
@@ -121,8 +122,12 @@ class TokenStore:
         client_name: str | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
+        public_key_pem: str | None = None,
     ) -> ClientRecord:
         public = token_endpoint_auth_method == "none"
+        keyed = token_endpoint_auth_method == "private_key_jwt"
+        if keyed != (public_key_pem is not None):
+            raise ConfigError("private_key_jwt and a public_key_pem go together")
         if grant_types is None:
             grant_types = ("authorization_code", "refresh_token") if public else GRANT_TYPES
         if token_endpoint_auth_method not in AUTH_METHODS:
@@ -136,12 +141,13 @@ class TokenStore:
             raise ConfigError("a public client cannot use the client_credentials grant")
         record = ClientRecord(
             client_id=client_id or secrets.token_urlsafe(12),
-            client_secret=None if public else (client_secret or secrets.token_urlsafe(24)),
+            client_secret=None if public or keyed else (client_secret or secrets.token_urlsafe(24)),
             redirect_uris=tuple(redirect_uris),
             token_endpoint_auth_method=token_endpoint_auth_method,
             grant_types=tuple(grant_types),
             scope=scope,
             client_name=client_name,
+            public_key_pem=None if public_key_pem is None else check_public_key(public_key_pem),
         )
         if record.client_id in self.clients:
             raise ConfigError(f"client {record.client_id!r} is already registered")
