@@ -132,15 +132,15 @@ async def test_a_server_without_authorization_exits_3(tmp_path: Path) -> None:
         (["--config", "{config}"], "name the TARGET to log in to"),
         (
             ["https://x/mcp", "--store", "s.json", "--private-key-file", "{config}"],
-            "freshtoken login: --private-key-file: only with --grant client_credentials",
+            "freshtoken login: --private-key-file: needs --client-id (a registered client)",
         ),
         (
             [
                 "https://x/mcp",
                 "--store",
                 "s.json",
-                "--grant",
-                "client_credentials",
+                "--client-id",
+                "c",
                 "--private-key-file",
                 "{config}",
             ],
@@ -156,7 +156,7 @@ async def test_a_server_without_authorization_exits_3(tmp_path: Path) -> None:
         "store-only-flag",
         "bad-url",
         "no-target",
-        "key-without-client-credentials",
+        "key-without-client-id",
         "not-a-key",
         "alg-without-key",
     ],

@@ -215,3 +215,67 @@ refresh_token = "r"
     nostore = targets["nostore"]
     assert isinstance(nostore, ConfigError)
     assert nostore.field == "targets.nostore.token.store"
+
+
+async def test_a_key_client_logs_in_and_the_proxy_refreshes_with_its_key(tmp_path: Path) -> None:
+    # A pre-registered client that authenticates with private_key_jwt only (it has no secret):
+    # the code exchange and every later refresh carry an assertion the fake AS checks.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from freshtoken.proxy import ClientKey
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "client-key.pem"
+    key_file.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    async with (
+        FakeAuthorizationServer() as auth,
+        FakeMCPServer(authorization_server=auth, response_mode="json") as mcp,
+    ):
+        auth.register_client(
+            client_id="keyed",
+            token_endpoint_auth_method="private_key_jwt",
+            public_key_pem=public.decode(),
+        )
+        store = tmp_path / "keyed.json"
+        target = LoginTarget(
+            url=mcp.url,
+            store=store,
+            client_id="keyed",
+            client_key=ClientKey.from_file(key_file),
+            private_key_file=key_file,
+        )
+        await login(target, mode="headless", redirect_timeout=20)
+        record = json.loads(store.read_text())["login"]
+        assert (record["auth_method"], record.get("client_secret")) == ("private_key_jwt", None)
+        assert (record["private_key_file"], record["signing_alg"]) == (str(key_file), "ES256")
+        assert "PRIVATE" not in store.read_text()
+        config = tmp_path / "proxy.toml"
+        config.write_text(
+            f'[targets.fake]\nurl = "{mcp.url}"\n'
+            f'[targets.fake.token]\ntype = "login"\nstore = "{store}"\n'
+        )
+        async with Proxy() as proxy, aiohttp.ClientSession() as http:
+            local = load_config(config).register_all(proxy)["fake"]
+            client = RawMCPClient(http, local)
+            await client.initialize()
+            for _ in range(2):
+                auth.rotate()
+                status, answer = await client.call("whoami")
+                assert status == 200, answer
+        grants = [(r.grant_type, r.client_id, r.status) for r in auth.token_requests_seen()]
+        assert grants == [
+            ("authorization_code", "keyed", 200),
+            ("refresh_token", "keyed", 200),
+            ("refresh_token", "keyed", 200),
+        ]
+        auth.check()

@@ -87,7 +87,7 @@ def add_parser(subparsers: Any) -> None:
         "--private-key-file",
         type=Path,
         metavar="PEM",
-        help="authenticate with private_key_jwt, signing with this key (client credentials)",
+        help="authenticate the --client-id with private_key_jwt, signing with this key",
     )
     client.add_argument(
         "--signing-alg", metavar="ALG", help="its JWS algorithm (default: the key's)"
@@ -237,9 +237,9 @@ def _store_options(args: argparse.Namespace) -> dict[str, Any]:
     verify: Path | bool = args.ca_file if args.ca_file is not None else True
     key: dict[str, Any] = {}
     if args.private_key_file is not None:
-        if (args.grant or "authorization_code") != "client_credentials":
+        if args.client_id is None:
             raise ConfigError.at(
-                "freshtoken login", "--private-key-file", "only with --grant client_credentials"
+                "freshtoken login", "--private-key-file", "needs --client-id (a registered client)"
             )
         try:
             client_key = ClientKey.from_file(args.private_key_file, args.signing_alg)

@@ -87,9 +87,9 @@ class LoginTarget:
     where the authorization server supports them; without either, the client registers
     itself (RFC 7591). ``token_endpoint`` overrides the discovered one; ``scope`` the one the
     MCP spec would choose; ``resource`` the RFC 8707 resource. ``grant="client_credentials"``
-    needs a pre-registered confidential client and no browser; it authenticates with
-    ``client_key`` (``private_key_jwt``, the key read from ``private_key_file``, which the store
-    records) instead of a secret when one is given. ``server_verify`` and
+    needs a pre-registered confidential client and no browser. A pre-registered client with a
+    ``client_key`` authenticates with it (``private_key_jwt``; the key read from
+    ``private_key_file``, which the store records) instead of a secret. ``server_verify`` and
     ``as_verify`` are the TLS trust for the MCP server and the authorization server (a CA file,
     an ``SSLContext``, or True for the system's). ``redirect_port`` fixes the loopback
     listener's port (0: any free port, or the one a remembered registration was made with).
@@ -376,6 +376,8 @@ async def login(
         max_retry_wait=10.0,
         auth_method=client.auth_method,
         allow_insecure_http=target.allow_insecure_http,
+        client_key=target.client_key,
+        issuer=server.issuer if target.client_key else None,
     )
     await obtain_tokens(exchange, "exchanging the authorization code")
     record = StoredLogin(
@@ -392,6 +394,7 @@ async def login(
         registration=client.registration,
         redirect_uri=redirect_uri,
         obtained_at=time.time(),
+        **_key_record(target),
     )
     return _save(store, record, exchange)
 
@@ -406,11 +409,11 @@ async def _client_identity(
     found: Discovery,
 ) -> _Client:
     if target.client_id is not None:
-        return _Client(
-            target.client_id,
-            target.client_secret,
-            _configured_method(target, server),
-            "pre-registered",
+        method = "private_key_jwt" if target.client_key else _configured_method(target, server)
+        return _Client(target.client_id, target.client_secret, method, "pre-registered")
+    if target.client_key is not None:
+        raise LoginError(
+            LoginFailure.REGISTRATION_REFUSED, "a private key needs its pre-registered client_id"
         )
     if remembered is not None:
         log.info("reusing client %s registered at an earlier login", remembered.client_id)
@@ -566,8 +569,7 @@ async def _client_credentials(
         revocation_endpoint=server.revocation_endpoint,
         registration="pre-registered",
         obtained_at=time.time(),
-        private_key_file=None if target.private_key_file is None else str(target.private_key_file),
-        signing_alg=None if key is None else key.algorithm,
+        **_key_record(target),
     )
     return _save(store, record, source)
 
@@ -668,6 +670,14 @@ async def logout(
             LoginFailure.FAILED, f"{failure} (the store was deleted; the grant may still be live)"
         )
     return revoked
+
+
+def _key_record(target: LoginTarget) -> dict[str, str | None]:
+    key, path = target.client_key, target.private_key_file
+    return {
+        "private_key_file": None if path is None else str(path),
+        "signing_alg": None if key is None else key.algorithm,
+    }
 
 
 def stored_key(login: StoredLogin) -> ClientKey | None:
