@@ -213,3 +213,49 @@ def test_a_keyed_client_is_registered_with_its_public_key_only() -> None:
         token_endpoint_auth_method="private_key_jwt", public_key_pem=PUBLIC_PEM
     )
     assert client.client_secret is None
+
+
+async def test_a_client_registers_its_key_as_a_jwk_set() -> None:
+    # RFC 7591 §2: private_key_jwt with the public key in "jwks"; then it authenticates with it.
+    public_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(PRIVATE.public_key()))
+    private_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(PRIVATE))
+    secret_jwk = {"kty": "oct", "k": "c2VjcmV0"}
+    clock = ManualClock()
+    async with FakeAuthorizationServer(clock=clock) as auth, httpx.AsyncClient() as http:
+        metadata = {
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "private_key_jwt",
+        }
+        for bad, reason in [
+            ({}, "exactly one key"),
+            ({"jwks": {"keys": [public_jwk, public_jwk]}}, "exactly one key"),
+            ({"jwks": {"keys": [private_jwk]}}, "asymmetric public key"),
+            ({"jwks": {"keys": [secret_jwk]}}, "asymmetric public key"),
+            ({"jwks": {"keys": [{**public_jwk, "x": "AAAA"}]}}, "not a usable public key"),
+        ]:
+            refused = await http.post(auth.registration_endpoint, json={**metadata, **bad})
+            assert refused.status_code == 400
+            assert refused.json()["error"] == "invalid_client_metadata"
+            assert reason in refused.json()["error_description"]
+        answer = await http.post(
+            auth.registration_endpoint, json={**metadata, "jwks": {"keys": [public_jwk]}}
+        )
+        assert answer.status_code == 201, answer.text
+        registered = answer.json()
+        assert "client_secret" not in registered
+        assert registered["jwks"] == {"keys": [public_jwk]}
+        key = ClientKey.from_pem(_private_pem(PRIVATE))
+        source = ClientCredentialsSource(
+            auth.token_endpoint,
+            registered["client_id"],
+            None,
+            auth_method="private_key_jwt",
+            client_key=key,
+            issuer=auth.issuer,
+            clock=clock,
+        )
+        try:
+            assert auth.validate_access_token(await source.token()) is not None
+        finally:
+            await source.aclose()
+        auth.check()

@@ -11,8 +11,9 @@ from typing import Any, Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from freshtoken._clock import Clock
+from freshtoken._errors import ConfigError
 from freshtoken.fakes._oauth_grants import Grants, parse_form, parse_unique
-from freshtoken.fakes._oauth_jwt import SIGNING_ALGORITHMS
+from freshtoken.fakes._oauth_jwt import SIGNING_ALGORITHMS, public_key_from_jwks
 from freshtoken.fakes._oauth_models import (
     AUTHORIZE_PATH,
     GRANT_TYPES,
@@ -232,10 +233,15 @@ class Endpoints:
         grant_types = metadata.get("grant_types", ["authorization_code", "refresh_token"])
         scope = metadata.get("scope")
         name = metadata.get("client_name")
-        if method not in self._grants.auth_methods or method == "private_key_jwt":
-            # A key client is registered in Python (register_client(public_key_pem=...)): this
-            # fake takes no jwks at registration.
+        if method not in self._grants.auth_methods:
             raise OAuthError("invalid_client_metadata", f"unsupported auth method {method!r}")
+        public_key = None
+        if method == "private_key_jwt":
+            # RFC 7591 §2: the client's key as a JWK Set (jwks_uri is not fetched).
+            try:
+                public_key = public_key_from_jwks(metadata.get("jwks"))
+            except ConfigError as exc:
+                raise OAuthError("invalid_client_metadata", str(exc)) from None
         if not isinstance(grant_types, list) or not all(g in GRANT_TYPES for g in grant_types):
             raise OAuthError("invalid_client_metadata", "unsupported grant_types")
         if method == "none" and "client_credentials" in grant_types:
@@ -258,8 +264,11 @@ class Endpoints:
             grant_types=grant_types,
             scope=scope,
             client_name=name,
+            public_key_pem=public_key,
         )
         body = record.to_json()
+        if public_key is not None:
+            body["jwks"] = metadata["jwks"]
         body["client_id_issued_at"] = int(self._clock.time())
         return json_response(201, body, NO_STORE)
 

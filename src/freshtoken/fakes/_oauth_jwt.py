@@ -18,7 +18,13 @@ from freshtoken._clock import Clock
 from freshtoken._errors import ConfigError
 from freshtoken.fakes._oauth_models import ClientRecord, OAuthError
 
-__all__ = ["ASSERTION_TYPE", "SIGNING_ALGORITHMS", "AssertionChecker", "check_public_key"]
+__all__ = [
+    "ASSERTION_TYPE",
+    "SIGNING_ALGORITHMS",
+    "AssertionChecker",
+    "check_public_key",
+    "public_key_from_jwks",
+]
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SIGNING_ALGORITHMS: Final = (
@@ -49,6 +55,27 @@ def check_public_key(pem: str) -> str:
     except (ValueError, TypeError):
         raise ConfigError("public_key_pem: not a PEM public key") from None
     return pem
+
+
+def public_key_from_jwks(jwks: object) -> str:
+    """The PEM of the one public key in an RFC 7591 ``jwks`` client metadata value, or
+    :class:`ConfigError` (a JWK Set with exactly one asymmetric public key is accepted)."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or len(keys) != 1 or not isinstance(keys[0], dict):
+        raise ConfigError("jwks: a JWK Set holding exactly one key")
+    if "d" in keys[0] or keys[0].get("kty") not in ("EC", "RSA", "OKP"):
+        raise ConfigError("jwks: the key must be an asymmetric public key (EC, RSA or OKP)")
+    try:
+        key = jwt.PyJWK(keys[0]).key
+        pem: bytes = key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+        raise ConfigError("jwks: not a usable public key") from None
+    return pem.decode("ascii")
 
 
 class AssertionChecker:
