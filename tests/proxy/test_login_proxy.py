@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import RawMCPClient, text_of
+from token_helpers import private_pem, public_pem
 
 from freshtoken import ConfigError
 from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer
@@ -220,23 +221,13 @@ refresh_token = "r"
 async def test_a_key_client_logs_in_and_the_proxy_refreshes_with_its_key(tmp_path: Path) -> None:
     # A pre-registered client that authenticates with private_key_jwt only (it has no secret):
     # the code exchange and every later refresh carry an assertion the fake AS checks.
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from freshtoken.proxy import ClientKey
 
     private = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / "client-key.pem"
-    key_file.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    key_file.write_bytes(private_pem(private))
     async with (
         FakeAuthorizationServer() as auth,
         FakeMCPServer(authorization_server=auth, response_mode="json") as mcp,
@@ -244,7 +235,7 @@ async def test_a_key_client_logs_in_and_the_proxy_refreshes_with_its_key(tmp_pat
         auth.register_client(
             client_id="keyed",
             token_endpoint_auth_method="private_key_jwt",
-            public_key_pem=public.decode(),
+            public_key_pem=public_pem(private),
         )
         store = tmp_path / "keyed.json"
         target = LoginTarget(

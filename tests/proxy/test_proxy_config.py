@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from token_helpers import private_pem
 
 from freshtoken import ConfigError
 from freshtoken.fakes import FakeAuthorizationServer, FakeCA, FakeMCPServer
@@ -427,18 +428,10 @@ async def test_config_serves_a_tls_target(tmp_path: Path) -> None:
 
 
 def _key_file(tmp_path: Path) -> Path:
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "client-key.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    path.write_bytes(private_pem(ec.generate_private_key(ec.SECP256R1())))
     return path
 
 

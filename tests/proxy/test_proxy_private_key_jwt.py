@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa, utils
-from token_helpers import drive, respond, scripted_endpoint, token_response
+from token_helpers import drive, private_pem, respond, scripted_endpoint, token_response
 
 from freshtoken import ManualClock
 from freshtoken.proxy import (
@@ -30,16 +30,6 @@ from freshtoken.proxy._store import StoredTokens, TokenStore
 
 ISSUER = "https://as.example"
 CLIENT = "jwt-client"
-
-
-def _pem(key: Any) -> bytes:
-    return bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
 
 
 KEYS: dict[str, Any] = {
@@ -76,7 +66,7 @@ def verified_claims(token: str, public: Any, algorithm: str) -> dict[str, Any]:
 @pytest.mark.parametrize("algorithm", list(KEYS))
 async def test_each_grant_sends_a_fresh_signed_assertion_and_no_secret(algorithm: str) -> None:
     private = KEYS[algorithm]
-    key = ClientKey.from_pem(_pem(private))
+    key = ClientKey.from_pem(private_pem(private))
     assert key.algorithm == algorithm  # implied by the key's type
     clock = ManualClock()
     script = (respond(503, {"error": "temporarily_unavailable"}), token_response())
@@ -118,7 +108,7 @@ async def test_a_refresh_grant_authenticates_with_the_key_too() -> None:
             None,
             refresh_token="rt-1",
             auth_method="private_key_jwt",
-            client_key=ClientKey.from_pem(_pem(private), "ES256", key_id="k1"),
+            client_key=ClientKey.from_pem(private_pem(private), "ES256", key_id="k1"),
             issuer=ISSUER,
         )
         try:
@@ -132,7 +122,7 @@ async def test_a_refresh_grant_authenticates_with_the_key_too() -> None:
 
 
 def test_a_key_and_the_method_go_together_with_an_issuer() -> None:
-    key = ClientKey.from_pem(_pem(KEYS["ES256"]))
+    key = ClientKey.from_pem(private_pem(KEYS["ES256"]))
     with pytest.raises(ValueError, match="go together"):
         ClientCredentialsSource(ISSUER + "/token", CLIENT, None, auth_method="private_key_jwt")
     with pytest.raises(ValueError, match="go together"):
@@ -154,10 +144,10 @@ def test_bad_keys_are_named_by_their_source_never_shown(tmp_path: Path) -> None:
     cases = [
         (b"not a key", None, "not a PEM private key"),
         (encrypted, None, "an encrypted key"),
-        (_pem(weak), None, "1024 bits"),
-        (_pem(other), None, "does not sign with"),
-        (_pem(KEYS["RS256"]), "ES256", "ES256 needs a ec:secp256r1 key, this one is rsa"),
-        (_pem(KEYS["ES256"]), "HS256", "unknown signing algorithm 'HS256'"),
+        (private_pem(weak), None, "1024 bits"),
+        (private_pem(other), None, "does not sign with"),
+        (private_pem(KEYS["RS256"]), "ES256", "ES256 needs a ec:secp256r1 key, this one is rsa"),
+        (private_pem(KEYS["ES256"]), "HS256", "unknown signing algorithm 'HS256'"),
     ]
     for pem, algorithm, reason in cases:
         with pytest.raises(ValueError, match=reason) as caught:
@@ -169,7 +159,7 @@ def test_bad_keys_are_named_by_their_source_never_shown(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read the private key"):
         ClientKey.from_file(tmp_path / "missing.pem")
     saved = tmp_path / "key.pem"
-    saved.write_bytes(_pem(KEYS["EdDSA"]))
+    saved.write_bytes(private_pem(KEYS["EdDSA"]))
     assert ClientKey.from_file(saved).algorithm == "EdDSA"
     assert "PRIVATE" not in repr(ClientKey.from_file(saved))
 
@@ -177,7 +167,7 @@ def test_bad_keys_are_named_by_their_source_never_shown(tmp_path: Path) -> None:
 async def test_logout_authenticates_the_revocation_with_the_recorded_key(tmp_path: Path) -> None:
     private = KEYS["ES256"]
     key_file = tmp_path / "client-key.pem"
-    key_file.write_bytes(_pem(private))
+    key_file.write_bytes(private_pem(private))
     async with scripted_endpoint(respond(200, {})) as endpoint:
         store = TokenStore(tmp_path / "store.json")
         record = StoredLogin(

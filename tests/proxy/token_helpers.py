@@ -162,3 +162,27 @@ async def drive(clock: ManualClock, awaitable: Awaitable[T], *, step: float = 60
                 clock.advance(step)
     finally:
         task.cancel()
+
+
+def private_pem(key: Any) -> bytes:
+    """``key`` (a ``cryptography`` private key) as an unencrypted PKCS#8 PEM."""
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def public_pem(key: Any) -> str:
+    """The public half of ``key`` as a SubjectPublicKeyInfo PEM."""
+    from cryptography.hazmat.primitives import serialization
+
+    return str(
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
