@@ -16,13 +16,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa, utils
 from token_helpers import drive, private_pem, respond, scripted_endpoint, token_response
 
-from freshtoken import ManualClock
+from freshtoken import ConfigError, ManualClock
 from freshtoken.proxy import (
     ClientCredentialsSource,
     ClientKey,
     LoginError,
     RefreshTokenSource,
     StoredLogin,
+    load_config,
     logout,
 )
 from freshtoken.proxy._jwt import ASSERTION_TYPE
@@ -194,3 +195,56 @@ async def test_logout_authenticates_the_revocation_with_the_recorded_key(tmp_pat
     with pytest.raises(LoginError, match="cannot read the private key"):
         await logout(store.path)
     assert not store.path.exists()
+
+
+def test_a_login_target_reads_the_key_the_login_recorded_or_the_files_own(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "client-key.pem"
+    key_file.write_bytes(private_pem(KEYS["ES256"]))
+    store = TokenStore(tmp_path / "store.json")
+    record = StoredLogin(
+        server_url="https://mcp.example/mcp",
+        token_endpoint=ISSUER + "/token",
+        client_id=CLIENT,
+        auth_method="private_key_jwt",
+        grant="client_credentials",
+        issuer=ISSUER,
+        private_key_file=str(key_file),
+        signing_alg="ES256",
+    )
+    store.save_login(record, StoredTokens(refresh_token=None, access_token="at-1"))
+    config = tmp_path / "proxy.toml"
+    target = f'[targets.a]\nurl = "https://mcp.example/mcp"\n[targets.a.token]\ntype = "login"\nstore = "{store.path}"\n'
+    config.write_text(target)
+    [loaded] = load_config(config).targets
+    assert isinstance(loaded.source, ClientCredentialsSource)
+    assert loaded.source.issuer == ISSUER
+    # A login recorded with a secret, and a key named in the file: the file's key wins.
+    other = tmp_path / "other.pem"
+    other.write_bytes(private_pem(KEYS["EdDSA"]))
+    store.save_login(
+        StoredLogin(**{**_fields(record), "auth_method": "client_secret_basic"}),
+        StoredTokens(refresh_token=None, access_token="at-1"),
+    )
+    config.write_text(
+        target + 'client_secret = "s"\nauth_method = "private_key_jwt"\n'
+        f'private_key_file = "{other}"\nissuer = "{ISSUER}"\n'
+    )
+    [loaded] = load_config(config).targets
+    assert isinstance(loaded.source, ClientCredentialsSource)
+    assert loaded.source.issuer == ISSUER
+    # The recorded key file is gone: one line naming the store.
+    store.save_login(record, StoredTokens(refresh_token=None, access_token="at-1"))
+    config.write_text(target)
+    key_file.unlink()
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert caught.value.field == "targets.a.token.store"
+    assert "cannot read the private key" in caught.value.reason
+
+
+def _fields(record: StoredLogin) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(record)

@@ -521,8 +521,10 @@ def _login_source(where: _Where, prefix: str, table: _LoginToken) -> TokenSource
     )
     client_secret = secret if secret is not None else login.client_secret
     auth_method = login.auth_method
-    if auth_method == "private_key_jwt" and "client_key" not in options:
-        # The key named in this file wins; else the one the login read (the store keeps no key).
+    if "client_key" in options:
+        auth_method = "private_key_jwt"  # a key named in this file wins, like its secret
+    elif auth_method == "private_key_jwt":
+        # The key the login read (the store keeps its path, never the key).
         try:
             options.update(client_key=stored_key(login), issuer=login.issuer)
         except LoginError as exc:
@@ -530,15 +532,18 @@ def _login_source(where: _Where, prefix: str, table: _LoginToken) -> TokenSource
     if login.grant == "client_credentials":
         if client_secret is None and auth_method != "private_key_jwt":
             raise where.error(f"{prefix}.client_secret", "the client-credentials login needs one")
-        return ClientCredentialsSource(
-            login.token_endpoint,
-            login.client_id,
-            client_secret,
-            scope=login.scope,
-            resource=login.resource,
-            auth_method=auth_method,
-            **options,
-        )
+        try:
+            return ClientCredentialsSource(
+                login.token_endpoint,
+                login.client_id,
+                client_secret,
+                scope=login.scope,
+                resource=login.resource,
+                auth_method=auth_method,
+                **options,
+            )
+        except ValueError as exc:
+            raise where.error(f"{prefix}.store", str(exc)) from None
     if tokens is None:
         raise where.error(
             f"{prefix}.store",
