@@ -212,3 +212,55 @@ def test_handles_run_methods_on_the_fixtures_loop(downstream: pytest.Pytester) -
         """
     )
     downstream.runpytest().assert_outcomes(passed=2)
+
+
+def test_a_client_that_cannot_initialize_is_a_setup_error_in_one_line(
+    downstream: pytest.Pytester,
+) -> None:
+    # The handshake runs at setup: a proxy answering 5xx to initialize, or nothing listening at
+    # the URL, errors the test at setup with what went wrong (no traceback), bounded in time.
+    downstream.makeconftest(
+        """
+        import socket
+
+        import pytest
+        from freshtoken.fakes import Fault, Match, Status5xx
+        from freshtoken.plugin._faults import FixtureFaultPlan
+
+        @pytest.fixture
+        def freshtoken_faults(request):
+            plan = FixtureFaultPlan()
+            if "five_hundred" in request.node.name:
+                plan.add(Fault(Match(rpc_method="initialize"), Status5xx(), times=5))
+            return plan
+
+        @pytest.fixture
+        def freshtoken_mcp_url(request, freshtoken_proxy):
+            if "nothing_listens" not in request.node.name:
+                return freshtoken_proxy.local_url("mcp")
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            return f"http://127.0.0.1:{port}/mcp"
+        """
+    )
+    downstream.makepyfile(
+        """
+        async def test_five_hundred(freshtoken_client):
+            pass
+
+        async def test_nothing_listens(freshtoken_client):
+            pass
+        """
+    )
+    result = downstream.runpytest()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_five_hundred*",
+            "*freshtoken_client could not initialize: *status=503*",
+            "*ERROR at setup of test_nothing_listens*",
+            "*freshtoken_client could not initialize: *Connect call failed*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
