@@ -44,6 +44,7 @@ MAX_LIFETIME: Final = 300
 """The longest ``exp - iat`` accepted, in seconds."""
 _LEEWAY: Final = 30
 _MAX_REMEMBERED: Final = 100_000
+_PURGE_AT: Final = 1_000
 
 
 def check_public_key(pem: str) -> str:
@@ -143,9 +144,9 @@ class AssertionChecker:
 
     def _remember(self, jti: str, expires: float, now: float) -> None:
         with self._lock:
-            for seen, until in list(self._seen.items()):
-                if until + _LEEWAY < now:
-                    del self._seen[seen]
+            if len(self._seen) >= _PURGE_AT:
+                # Forget spent ids whose assertions can no longer be presented anyway.
+                self._seen = {j: t for j, t in self._seen.items() if t + _LEEWAY >= now}
             if jti in self._seen:
                 raise _refused("the client_assertion was presented before (its jti is spent)")
             if len(self._seen) >= _MAX_REMEMBERED:
