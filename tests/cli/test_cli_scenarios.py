@@ -79,6 +79,7 @@ def test_run_fails_on_baked_bearer_and_prints_the_timeline(
         (["scenarios", "run", "--subject", "nobody"], "unknown subject 'nobody'"),
         (["scenarios", "run", "--subject", "command"], "needs --command"),
         (["scenarios", "list", "--catalogue", "/nonexistent/dir"], "not a scenario directory"),
+        (["scenarios", "run", "--jobs", "2", "-v"], "-v shows one scenario at a time"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(
@@ -178,6 +179,39 @@ def test_log_lines_go_to_the_report_not_between_progress_lines(
     assert refused
     assert all(0 < i < verdict for i in refused)
     assert all(lines[i].startswith("    ") for i in refused)
+
+
+def test_jobs_run_scenarios_side_by_side_each_with_its_own_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The three scenarios whose proxy logs a refused grant, among others: run four at a time,
+    # each report keeps exactly its own log lines, and the reports keep the catalogue's order.
+    names = [
+        SEED,
+        "invalid-grant-terminal",
+        "concurrent-401s-single-refresh",
+        "lost-token-response-no-grace",
+        "auth-failure-200-jsonrpc",
+        "replayed-refresh-token-revokes-family",
+    ]
+    one, four = tmp_path / "one.json", tmp_path / "four.json"
+    assert main(["scenarios", "run", *names, "--json", str(one)]) == 0
+    assert main(["scenarios", "run", *names, "--jobs", "4", "--json", str(four)]) == 0
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(progress) == 2 * len(names)
+    # With jobs, a line per finished run: counted as they finish, each whole.
+    parallel = progress[len(names) :]
+    assert [line.split("]")[0] for line in parallel] == [f"[{i}/6" for i in range(1, 7)]
+    assert all(line.split(" ... ")[1].startswith("pass (") for line in parallel)
+    assert sorted(line.split()[1] for line in parallel) == sorted(names)
+    sequential, side_by_side = json.loads(one.read_text()), json.loads(four.read_text())
+    assert [r["scenario"] for r in side_by_side] == names
+    for alone, together in zip(sequential, side_by_side, strict=True):
+        assert together["outcome"] == "passed"
+        assert len(together["log"]) == len(alone["log"]), together["scenario"]
+        assert all("credentials refused" in line for line in together["log"])
+    assert [len(r["log"]) > 0 for r in side_by_side] == [False, True, False, True, False, True]
 
 
 def test_without_the_harness_extra_scenarios_and_fakes_exit_2_and_proxy_works(

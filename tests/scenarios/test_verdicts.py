@@ -58,6 +58,7 @@ def test_a_lying_command_passes_no_scenario_and_each_failure_names_what_the_serv
 ) -> None:
     liar = f"{sys.executable} {HERE / 'lying_client.py'}"
     argv = ["scenarios", "run", "--subject", "command", "--command", liar, "--command-via-proxy"]
+    argv += ["--jobs", "4"]  # each run starts the command: four at a time
     argv += [arg for revision in PROTOCOL_VERSIONS for arg in ("--command-revision", revision)]
     report = tmp_path / "report.json"
     assert main([*argv, "--json", str(report)]) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import sys
@@ -112,6 +113,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--verbose",
         action="store_true",
         help="show log lines and the command's output as they come",
+    )
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="scenarios run side by side (default 1; each has its own fakes, ports and clock)",
     )
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     run.add_argument("--json", metavar="FILE", help="write a JSON report with timelines")
@@ -243,6 +251,10 @@ def _pick(scenarios: list[Scenario], names: list[str]) -> list[Scenario]:
 def _run(args: argparse.Namespace) -> int:
     live = _Live(sys.stdout) if args.verbose else None
     try:
+        if args.verbose and args.jobs > 1:
+            raise ConfigError.at(
+                "freshtoken scenarios run", "--jobs", "-v shows one scenario at a time: use one job"
+            )
         scenarios = _pick(_catalogue(args), args.names)
         subject = get_subject(
             args.subject,
@@ -254,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
             sdk_dir=args.sdk_dir,
             notice=_notice,
         )
-        results = asyncio.run(_run_all(scenarios, args.subject, subject, live))
+        results = asyncio.run(_run_all(scenarios, args.subject, subject, live, args.jobs))
     except ConfigError as exc:
         return _usage_error(exc)
     print()
@@ -289,27 +301,39 @@ class _Live:
         self.line(text)
 
 
+_SCENARIO_LOG: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "freshtoken_scenario_log", default=None
+)
+"""The log lines of the scenario whose run the current task belongs to (every task a run
+starts, its servers' handlers included, inherits it)."""
+
+
 class _Capture(logging.Handler):
     """Keeps each scenario's log lines for its report instead of letting them interleave with
-    the progress lines (shown live with ``-v``)."""
+    the progress lines (shown live with ``-v``); with several jobs each run keeps its own."""
 
     def __init__(self, live: _Live | None) -> None:
         super().__init__(logging.INFO if live is not None else logging.WARNING)
         self.live = live
-        self.lines: list[str] = []
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        lines = _SCENARIO_LOG.get()
+        if lines is None:
+            return
         line = self.format(record)
-        self.lines.append(line)
+        lines.append(line)
         if self.live is not None:
             self.live.line(line)
 
 
 async def _run_all(
-    scenarios: list[Scenario], label: str, subject: Subject, live: _Live | None
+    scenarios: list[Scenario],
+    label: str,
+    subject: Subject,
+    live: _Live | None,
+    jobs: int = 1,
 ) -> list[ScenarioResult]:
-    results = []
     total = len(scenarios)
     capture = _Capture(live)
     root, ours = logging.getLogger(), logging.getLogger("freshtoken")
@@ -319,22 +343,36 @@ async def _run_all(
         # freshtoken's own INFO lines only: an HTTP library's request lines would print URLs
         # with the proxy's capability secret in them.
         ours.setLevel(logging.INFO)
-    try:
-        for i, scenario in enumerate(scenarios, 1):
-            print(f"[{i}/{total}] {scenario.name} on {label} ...", end="", flush=True)
-            if live is not None:
-                print(flush=True)
-            capture.lines = []
+    gate = asyncio.Semaphore(jobs)
+    finished = 0
+
+    async def one(index: int, scenario: Scenario) -> ScenarioResult:
+        nonlocal finished
+        async with gate:
+            if jobs == 1:
+                print(f"[{index}/{total}] {scenario.name} on {label} ...", end="", flush=True)
+                if live is not None:
+                    print(flush=True)
+            lines: list[str] = []
+            _SCENARIO_LOG.set(lines)  # this task's own context: no other run sees it
             result = await run_scenario(scenario, subject)
-            result = dataclasses.replace(result, log=tuple(capture.lines))
+            result = dataclasses.replace(result, log=tuple(lines))
             verdict = {"passed": "pass", "failed": "FAIL"}.get(result.outcome, "n/a")
             timing = f" ({result.duration:.2f}s)" if result.not_applicable is None else ""
-            print(f"{'    ' if live is not None else ' '}{verdict}{timing}", flush=True)
-            results.append(result)
+            if jobs == 1:
+                print(f"{'    ' if live is not None else ' '}{verdict}{timing}", flush=True)
+            else:
+                finished += 1
+                print(f"[{finished}/{total}] {scenario.name} on {label} ... {verdict}{timing}")
+            return result
+
+    try:
+        # Each run in a task of its own: the context variable stays with it.
+        tasks = [asyncio.ensure_future(one(i, s)) for i, s in enumerate(scenarios, 1)]
+        return list(await asyncio.gather(*tasks))
     finally:
         root.removeHandler(capture)
         ours.setLevel(level)
-    return results
 
 
 def _notice(text: str) -> None:
