@@ -171,17 +171,7 @@ async def test_logout_authenticates_the_revocation_with_the_recorded_key(tmp_pat
     key_file.write_bytes(private_pem(private))
     async with scripted_endpoint(respond(200, {})) as endpoint:
         store = TokenStore(tmp_path / "store.json")
-        record = StoredLogin(
-            server_url="https://mcp.example/mcp",
-            token_endpoint=ISSUER + "/token",
-            client_id=CLIENT,
-            auth_method="private_key_jwt",
-            grant="client_credentials",
-            issuer=ISSUER,
-            revocation_endpoint=endpoint.url,
-            private_key_file=str(key_file),
-            signing_alg="ES256",
-        )
+        record = _keyed_login(key_file, revocation_endpoint=endpoint.url)
         store.save_login(record, StoredTokens(refresh_token=None, access_token="at-1"))
         assert await logout(store.path)
     [request] = endpoint.requests
@@ -203,16 +193,7 @@ def test_a_login_target_reads_the_key_the_login_recorded_or_the_files_own(
     key_file = tmp_path / "client-key.pem"
     key_file.write_bytes(private_pem(KEYS["ES256"]))
     store = TokenStore(tmp_path / "store.json")
-    record = StoredLogin(
-        server_url="https://mcp.example/mcp",
-        token_endpoint=ISSUER + "/token",
-        client_id=CLIENT,
-        auth_method="private_key_jwt",
-        grant="client_credentials",
-        issuer=ISSUER,
-        private_key_file=str(key_file),
-        signing_alg="ES256",
-    )
+    record = _keyed_login(key_file)
     store.save_login(record, StoredTokens(refresh_token=None, access_token="at-1"))
     config = tmp_path / "proxy.toml"
     target = f'[targets.a]\nurl = "https://mcp.example/mcp"\n[targets.a.token]\ntype = "login"\nstore = "{store.path}"\n'
@@ -248,3 +229,18 @@ def _fields(record: StoredLogin) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(record)
+
+
+def _keyed_login(key_file: Path, **changes: Any) -> StoredLogin:
+    """A client-credentials login that authenticates with the ES256 key in ``key_file``."""
+    fields: dict[str, Any] = {
+        "server_url": "https://mcp.example/mcp",
+        "token_endpoint": ISSUER + "/token",
+        "client_id": CLIENT,
+        "auth_method": "private_key_jwt",
+        "grant": "client_credentials",
+        "issuer": ISSUER,
+        "private_key_file": str(key_file),
+        "signing_alg": "ES256",
+    }
+    return StoredLogin(**{**fields, **changes})
