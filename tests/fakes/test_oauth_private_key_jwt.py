@@ -162,6 +162,12 @@ async def test_hostile_assertions_are_refused_each_for_its_reason() -> None:
                 body = answer.json()
                 assert body["error"] == "invalid_client"
                 assert reason in body["error_description"], (reason, body)
+            # RFC 7523 §3: client_id is optional beside an assertion; its iss names the client.
+            bare = {k: v for k, v in form.items() if k != "client_id"}
+            named = await http.post(
+                auth.token_endpoint, data={**bare, "client_assertion": signed()}
+            )
+            assert named.status_code == 200, named.text
             # An assertion beside a secret, or of the wrong type, is not one method.
             basic = await http.post(
                 auth.token_endpoint,
