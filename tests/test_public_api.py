@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,22 @@ def test_the_fixtures_harness_loads_without_the_rest() -> None:
         "freshtoken.proxy._login",
     }
     assert loaded & unwanted == set()
+
+
+def test_type_checkers_see_the_lazy_names_and_catch_a_misspelt_one(tmp_path: Path) -> None:
+    # The packages' lazy __getattr__ is hidden from type checkers: they read the real imports,
+    # so a typo in an import is an error, not a silent Any.
+    from mypy import api
+
+    user = tmp_path / "user.py"
+    user.write_text(
+        "from freshtoken.proxy import Proxy, Proxxy\n"
+        "from freshtoken.scenarios import Harness\n"
+        "proxy: Proxy = Proxy()\n"
+        "harness: Harness = Harness()\n"
+    )
+    out, _, status = api.run(["--strict", "--no-incremental", "--cache-dir=/dev/null", str(user)])
+    assert status == 1, out
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1, out
+    assert 'Module "freshtoken.proxy" has no attribute "Proxxy"' in errors[0]

@@ -107,4 +107,6 @@ _WHERE: dict[str, str] = {
 }
 """Each public name and the submodule that defines it."""
 
-__getattr__, __dir__ = _lazy_exports(__name__, globals(), _WHERE)
+if not _typing.TYPE_CHECKING:
+    # Hidden from type checkers, which see the imports above: a misspelt name stays an error.
+    __getattr__, __dir__ = _lazy_exports(__name__, globals(), _WHERE)
