@@ -131,10 +131,6 @@ async def test_a_server_without_authorization_exits_3(tmp_path: Path) -> None:
         (["ftp://x", "--store", "s.json"], "freshtoken login: URL: not an http(s) URL"),
         (["--config", "{config}"], "name the TARGET to log in to"),
         (
-            ["https://x/mcp", "--store", "s.json", "--private-key-file", "{config}"],
-            "freshtoken login: --private-key-file: needs --client-id (a registered client)",
-        ),
-        (
             [
                 "https://x/mcp",
                 "--store",
@@ -156,7 +152,6 @@ async def test_a_server_without_authorization_exits_3(tmp_path: Path) -> None:
         "store-only-flag",
         "bad-url",
         "no-target",
-        "key-without-client-id",
         "not-a-key",
         "alg-without-key",
     ],

@@ -270,3 +270,41 @@ async def test_a_key_client_logs_in_and_the_proxy_refreshes_with_its_key(tmp_pat
             ("refresh_token", "keyed", 200),
         ]
         auth.check()
+
+
+async def test_a_key_without_a_client_id_registers_a_keyed_client(tmp_path: Path) -> None:
+    # RFC 7591 with the key's public half as jwks; the registration is reused by the next login
+    # with the same key file, and a different key registers anew.
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from freshtoken.proxy import ClientKey
+
+    first, second = tmp_path / "first.pem", tmp_path / "second.pem"
+    first.write_bytes(private_pem(ec.generate_private_key(ec.SECP256R1())))
+    second.write_bytes(private_pem(ed25519.Ed25519PrivateKey.generate()))
+    store = tmp_path / "keyed.json"
+
+    def target(url: str, key_file: Path) -> LoginTarget:
+        key = ClientKey.from_file(key_file, key_id="k1")
+        return LoginTarget(url=url, store=store, client_key=key, private_key_file=key_file)
+
+    async with (
+        FakeAuthorizationServer() as auth,
+        FakeMCPServer(authorization_server=auth, response_mode="json") as mcp,
+    ):
+        await login(target(mcp.url, first), mode="headless", redirect_timeout=20)
+        record = json.loads(store.read_text())["login"]
+        assert (record["registration"], record["auth_method"]) == ("dynamic", "private_key_jwt")
+        registered = auth.core.client(record["client_id"])
+        assert registered is not None
+        assert registered.token_endpoint_auth_method == "private_key_jwt"
+        assert registered.client_secret is None
+        await login(target(mcp.url, first), mode="headless", redirect_timeout=20)
+        assert json.loads(store.read_text())["login"]["client_id"] == record["client_id"]
+        await login(target(mcp.url, second), mode="headless", redirect_timeout=20)
+        again = json.loads(store.read_text())["login"]
+        assert again["client_id"] != record["client_id"]
+        assert again["signing_alg"] == "EdDSA"
+        grants = [(r.grant_type, r.status) for r in auth.token_requests_seen()]
+        assert grants == [("authorization_code", 200)] * 3
+        auth.check()

@@ -87,7 +87,8 @@ def add_parser(subparsers: Any) -> None:
         "--private-key-file",
         type=Path,
         metavar="PEM",
-        help="authenticate the --client-id with private_key_jwt, signing with this key",
+        help="authenticate with private_key_jwt, signing with this key (the --client-id's, "
+        "or registered with it)",
     )
     client.add_argument(
         "--signing-alg", metavar="ALG", help="its JWS algorithm (default: the key's)"
@@ -237,10 +238,6 @@ def _store_options(args: argparse.Namespace) -> dict[str, Any]:
     verify: Path | bool = args.ca_file if args.ca_file is not None else True
     key: dict[str, Any] = {}
     if args.private_key_file is not None:
-        if args.client_id is None:
-            raise ConfigError.at(
-                "freshtoken login", "--private-key-file", "needs --client-id (a registered client)"
-            )
         try:
             client_key = ClientKey.from_file(args.private_key_file, args.signing_alg)
         except ValueError as exc:

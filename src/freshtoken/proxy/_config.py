@@ -45,9 +45,9 @@ from freshtoken.proxy._endpoint import (
 from freshtoken.proxy._grants import ClientCredentialsSource, RefreshTokenSource
 from freshtoken.proxy._jwt import ClientKey
 from freshtoken.proxy._limits import Limits
-from freshtoken.proxy._login import LoginTarget, stored_key
+from freshtoken.proxy._login import LoginTarget
 from freshtoken.proxy._matcher import AuthFailureMatcher, default_matcher, pattern_matcher
-from freshtoken.proxy._oauth_client import LoginError
+from freshtoken.proxy._oauth_client import LoginError, stored_key
 from freshtoken.proxy._proxy import Proxy, valid_target_name
 from freshtoken.proxy._store import AuthMethod, TokenStore
 from freshtoken.proxy._tokens import (

@@ -109,6 +109,18 @@ class ClientKey:
             raise ValueError(f"{path}: cannot read the private key: {exc.strerror}") from None
         return cls.from_pem(pem, algorithm, key_id=key_id, source=str(path))
 
+    def public_jwks(self) -> dict[str, Any]:
+        """The public half as an RFC 7517 JWK Set: what RFC 7591 registration sends as ``jwks``."""
+        import json
+
+        from jwt.algorithms import get_default_algorithms
+
+        jwk = json.loads(get_default_algorithms()[self.algorithm].to_jwk(self._key.public_key()))
+        jwk.update({"use": "sig", "alg": self.algorithm})
+        if self.key_id is not None:
+            jwk["kid"] = self.key_id
+        return {"keys": [jwk]}
+
     def assertion(self, *, client_id: str, audience: str, now: float) -> str:
         """A signed client assertion for one request to ``audience`` (the AS's issuer)."""
         import jwt

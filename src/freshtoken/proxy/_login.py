@@ -50,6 +50,7 @@ from freshtoken.proxy._oauth_client import (
     register_client,
     request,
     revoke_token,
+    stored_key,
     with_query,
 )
 from freshtoken.proxy._store import AuthMethod, Grant, StoredLogin, StoredTokens, TokenStore
@@ -248,6 +249,10 @@ def _remembered(
         or previous.issuer != found.authorization_server.issuer
         or previous.redirect_uri is None
         or target.client_id is not None
+        # A registration made with a key is only of use with that same key file, and one
+        # made with a secret not at all once a key is given.
+        or previous.private_key_file
+        != (None if target.private_key_file is None else str(target.private_key_file))
     ):
         return None
     return previous
@@ -408,19 +413,16 @@ async def _client_identity(
     scope: str | None,
     found: Discovery,
 ) -> _Client:
+    key = target.client_key
     if target.client_id is not None:
-        method = "private_key_jwt" if target.client_key else _configured_method(target, server)
+        method = "private_key_jwt" if key else _configured_method(target, server)
         return _Client(target.client_id, target.client_secret, method, "pre-registered")
-    if target.client_key is not None:
-        raise LoginError(
-            LoginFailure.REGISTRATION_REFUSED, "a private key needs its pre-registered client_id"
-        )
     if remembered is not None:
         log.info("reusing client %s registered at an earlier login", remembered.client_id)
         return _Client(
             remembered.client_id, remembered.client_secret, remembered.auth_method, "dynamic"
         )
-    if target.client_metadata_url is not None and server.client_id_metadata_document_supported:
+    if key is None and target.client_metadata_url and server.client_id_metadata_document_supported:
         return _Client(target.client_metadata_url, None, "none", "metadata-document")
     if server.registration_endpoint is None:
         raise LoginError(
@@ -436,9 +438,10 @@ async def _client_identity(
             as_http,
             server.registration_endpoint,
             redirect_uri=redirect_uri,
-            auth_method=_registration_method(server),
+            auth_method="private_key_jwt" if key else _registration_method(server),
             scope=None,
             deadline=target.deadline,
+            jwks=key.public_jwks() if key else None,
         )
     except LoginError as exc:
         if server.metadata_url is None:
@@ -678,18 +681,3 @@ def _key_record(target: LoginTarget) -> dict[str, str | None]:
         "private_key_file": None if path is None else str(path),
         "signing_alg": None if key is None else key.algorithm,
     }
-
-
-def stored_key(login: StoredLogin) -> ClientKey | None:
-    """The key a ``private_key_jwt`` login authenticates with, read from the file it recorded
-    (None for a login with a secret); a key that cannot be read is a :class:`LoginError`."""
-    if login.auth_method != "private_key_jwt":
-        return None
-    if login.private_key_file is None or login.issuer is None:
-        raise LoginError(
-            LoginFailure.FAILED, "the login used private_key_jwt but recorded no key file or issuer"
-        )
-    try:
-        return ClientKey.from_file(login.private_key_file, login.signing_alg)
-    except ValueError as exc:
-        raise LoginError(LoginFailure.FAILED, str(exc)) from None

@@ -38,6 +38,7 @@ from freshtoken._serve import LoopbackSite
 from freshtoken.proxy._endpoint import OAuthTokenSource, apply_client_auth, sanitize_description
 from freshtoken.proxy._grants import ClientCredentialsSource
 from freshtoken.proxy._jwt import ClientKey
+from freshtoken.proxy._store import StoredLogin
 from freshtoken.proxy._tokens import FetchedToken, valid_refresh_token
 
 __all__ = [
@@ -232,19 +233,23 @@ async def register_client(
     auth_method: str,
     scope: str | None,
     deadline: float,
+    jwks: dict[str, Any] | None = None,
 ) -> Registered:
     """Register a client for the authorization-code grant with a loopback redirect.
 
     The answer decides the authentication method (``token_endpoint_auth_method``, else the one
-    asked for); a method that needs a secret without one issued is refused.
+    asked for); a method that needs a secret without one issued is refused. With ``jwks`` (a
+    key's public half) the client registers for ``private_key_jwt`` and must get it.
     """
     metadata: dict[str, Any] = {
         "client_name": "freshtoken",
         "redirect_uris": [redirect_uri],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": auth_method,
+        "token_endpoint_auth_method": "private_key_jwt" if jwks is not None else auth_method,
     }
+    if jwks is not None:
+        metadata["jwks"] = jwks
     if scope:
         metadata["scope"] = scope
     answer = await request(
@@ -271,7 +276,17 @@ async def register_client(
     secret = body.get("client_secret")
     secret = secret if isinstance(secret, str) and secret else None
     method = body.get("token_endpoint_auth_method")
-    method = method if isinstance(method, str) and method else auth_method
+    method = (
+        method if isinstance(method, str) and method else metadata["token_endpoint_auth_method"]
+    )
+    if jwks is not None:
+        if method != "private_key_jwt":
+            raise LoginError(
+                LoginFailure.REGISTRATION_REFUSED,
+                f"client registration at {endpoint} assigned "
+                f"{sanitize_description(method, limit=64)!r} instead of private_key_jwt",
+            )
+        return Registered(client_id, None, method)
     if method not in ("client_secret_basic", "client_secret_post", "none"):
         raise LoginError(
             LoginFailure.REGISTRATION_REFUSED,
@@ -494,3 +509,18 @@ def with_query(url: str, params: dict[str, str]) -> str:
     parts = urlsplit(url)
     query = "&".join(q for q in (parts.query, urlencode(params)) if q)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def stored_key(login: StoredLogin) -> ClientKey | None:
+    """The key a ``private_key_jwt`` login authenticates with, read from the file it recorded
+    (None for a login with a secret); a key that cannot be read is a :class:`LoginError`."""
+    if login.auth_method != "private_key_jwt":
+        return None
+    if login.private_key_file is None or login.issuer is None:
+        raise LoginError(
+            LoginFailure.FAILED, "the login used private_key_jwt but recorded no key file or issuer"
+        )
+    try:
+        return ClientKey.from_file(login.private_key_file, login.signing_alg)
+    except ValueError as exc:
+        raise LoginError(LoginFailure.FAILED, str(exc)) from None
