@@ -4,6 +4,7 @@ keep-alive connections, garbage. Every wait is bounded by a lowered limit or a t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -404,6 +405,32 @@ async def test_a_401_whose_body_is_cut_is_still_replayed() -> None:
         assert await _post(url) == (200, {"jsonrpc": "2.0", "id": 7, "result": {}})
     assert [b"Bearer t1" in r for r in raw.requests] == [True, False]
     assert b"Authorization: Bearer t2" in raw.requests[1]
+
+
+async def test_a_final_401_whose_body_stalls_is_a_504_not_the_tail_of_its_body() -> None:
+    # Every send meets a 401 whose body drips: its first part, a pause of one and a half read
+    # timeouts, then the rest. The answer the client gets is the stall (504): never the 401
+    # with the part read before the stall lost and the rest passed off as the whole body.
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, total: int
+    ) -> None:
+        writer.write(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b'14\r\n{"error":"FIRST-PART\r\n'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.75)  # the drip under test, not a wait for the proxy
+        with contextlib.suppress(ConnectionError):
+            writer.write(b'e\r\n-SECOND-PART"}\r\n0\r\n\r\n')
+            await writer.drain()
+
+    async with raw_server(script) as raw, Proxy(limits=Limits(read_timeout=0.5)) as proxy:
+        url = proxy.register("up", raw.origin + "/mcp", StaticTokenSource("t"))
+        status, body = await asyncio.wait_for(_post(url), 10)
+    assert status == 504, body
+    assert "no body bytes for 0.5 s" in _error(body)
+    assert len(raw.requests) == 2  # the 401 was replayed once, as any 401 is
 
 
 async def test_a_pooled_connection_cut_during_the_answer_is_not_resent() -> None:

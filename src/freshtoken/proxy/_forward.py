@@ -139,6 +139,7 @@ class Exchange:
         "_parsed",
         "body",
         "complete",
+        "failure",
         "head",
         "read",
         "request",
@@ -158,6 +159,9 @@ class Exchange:
         self.head = b""
         self.complete = False
         self.read = False
+        # A body that broke while it was read for the auth-failure check: reported if this
+        # response is delivered, ignored if it is replayed.
+        self.failure: _UpstreamFailure | None = None
         self._parsed: Any = _UNPARSED
 
     def _message(self) -> Any:
@@ -221,7 +225,7 @@ class Forwarder:
         sends = 0
         while True:
             sends += 1
-            ex.head, ex.complete, ex.read = b"", False, False
+            ex.head, ex.complete, ex.read, ex.failure = b"", False, False, None
             if timeline is not None:
                 timeline.record(
                     "proxy",
@@ -329,8 +333,9 @@ class Forwarder:
             try:
                 # Kept in case this 401 is the answer the client gets.
                 await self._read_into(ex, upstream)
-            except _UpstreamFailure:
-                ex.read = False  # a replay needs no body; a delivery will report the break
+            except _UpstreamFailure as failure:
+                # A replay needs no body; a delivery reports the break (what was read is gone).
+                ex.failure = failure
             return "401"
         if status != 200:
             return None
@@ -419,6 +424,8 @@ class Forwarder:
         return b"".join(chunks), None
 
     async def _deliver(self, ex: Exchange, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        if ex.failure is not None:
+            raise ex.failure
         status = upstream.status
         headers = _downstream_headers(upstream.headers)
         sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
