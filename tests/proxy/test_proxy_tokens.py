@@ -503,3 +503,28 @@ def test_plain_http_token_endpoints_off_loopback_need_an_opt_in() -> None:
 def test_token_endpoint_limits_are_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClientCredentialsSource(TOKEN_ENDPOINT, "c", "s", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_closing_any_source_stops_its_fetch_in_flight() -> None:
+    # The shared fetch belongs to the base source: closing a callable source (or an OAuth one,
+    # which closes its HTTP client after) stops a fetch nobody waits for any more.
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def fetch() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # an identity provider that never answers
+        finally:
+            stopped.set()
+        raise AssertionError("unreachable")
+
+    source = CallableTokenSource(fetch)
+    caller = asyncio.ensure_future(source.token())
+    async with asyncio.timeout(10):
+        await started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert not stopped.is_set()  # the shared fetch outlives its cancelled caller...
+    await source.aclose()
+    assert stopped.is_set()  # ...until the source is closed

@@ -243,6 +243,7 @@ class OAuthTokenSource(BaseTokenSource):
         return self._http
 
     async def aclose(self) -> None:
+        await super().aclose()
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()

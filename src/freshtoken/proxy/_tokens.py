@@ -218,8 +218,14 @@ class BaseTokenSource(ABC):
     async def _fetch(self) -> FetchedToken:
         """Obtain a new access token (never called concurrently for one source)."""
 
-    async def aclose(self) -> None:  # noqa: B027  # most sources hold nothing to release
-        """Release resources (HTTP clients); the source may not be used afterwards."""
+    async def aclose(self) -> None:
+        """Stop a fetch still running (its waiters may all be gone: a command is killed, a
+        request closed) and release resources; the source may not be used afterwards.
+        Subclasses that hold more call this first."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.done():
+            inflight.cancel()
+            await asyncio.gather(inflight, return_exceptions=True)
 
 
 def _consume_exception(future: asyncio.Future[str]) -> None:
@@ -327,13 +333,6 @@ class CommandTokenSource(BaseTokenSource):
         if not token:
             raise TokenSourceError(f"{self._label()}: printed no token")
         return FetchedToken(token)
-
-    async def aclose(self) -> None:
-        """Stop a fetch still running (its waiters may all be gone): its command is killed."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None and not inflight.done():
-            inflight.cancel()
-            await asyncio.gather(inflight, return_exceptions=True)
 
 
 MAX_COMMAND_OUTPUT: Final = 64 * 1024
