@@ -13,26 +13,14 @@ import pytest
 from freshtoken.scenarios import (
     Environment,
     McpClient,
-    Play,
     SubjectSession,
     load_catalogue,
     run_scenario,
 )
+from freshtoken.scenarios._session import ClientSession
 from freshtoken.scenarios._tokens import says_auth_failed
 
 CATALOGUE = {s.name: s for s in load_catalogue()}
-
-
-class _Steps:
-    def __init__(self, client: McpClient) -> None:
-        self.client = client
-
-    async def play(self, play: Play) -> None:
-        for index, step in enumerate(play.steps):
-            if step.client_step:
-                await play.client_step(index, self.client)
-            else:
-                await play.runner_step(index)
 
 
 @dataclass(frozen=True)
@@ -47,7 +35,7 @@ class ProxyWithMatcher:
     async def session(self, env: Environment) -> AsyncIterator[SubjectSession]:
         await env.harness.start_proxy(matcher=self.matcher)
         async with McpClient(env.harness.proxy_url, timeline=env.timeline) as client:
-            yield _Steps(client)
+            yield ClientSession(client)
 
 
 @dataclass(frozen=True)
@@ -64,7 +52,7 @@ class Forger:
             env.timeline.record("as", "token.request", grant_type="refresh_token")
             env.timeline.record("proxy", "refresh.start")
         async with McpClient(env.harness.proxy_url, timeline=env.timeline) as client:
-            yield _Steps(client)
+            yield ClientSession(client)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,6 @@ from freshtoken.scenarios import (
     Invariants,
     Join,
     McpClient,
-    Play,
     ReportItem,
     Scenario,
     Stream,
@@ -35,6 +34,7 @@ from freshtoken.scenarios import (
     run_scenario,
 )
 from freshtoken.scenarios._client import Exchange
+from freshtoken.scenarios._session import ClientSession
 
 HERE = Path(__file__).parent
 README = (HERE / "readme_client.py").read_text()
@@ -172,18 +172,6 @@ class LoginAgain:
         return True
 
 
-class _Steps:
-    def __init__(self, client: McpClient) -> None:
-        self.client = client
-
-    async def play(self, play: Play) -> None:
-        for index, step in enumerate(play.steps):
-            if step.client_step:
-                await play.client_step(index, self.client)
-            else:
-                await play.runner_step(index)
-
-
 @dataclass(frozen=True)
 class LoginAgainSubject:
     name: str = "login-again"
@@ -194,7 +182,7 @@ class LoginAgainSubject:
         auth = LoginAgain(env)
         try:
             async with McpClient(env.mcp_url, timeline=env.timeline, auth=auth) as client:
-                yield _Steps(client)
+                yield ClientSession(client)
         finally:
             await auth.http.aclose()
 

@@ -308,12 +308,14 @@ class Harness:
         *,
         authorization_server: FakeAuthorizationServer | None = None,
         target: str = DEFAULT_TARGET,
+        proxy_class: type[Proxy] = Proxy,
         **options: Any,
     ) -> Proxy:
-        """Start a proxy (``options`` override :meth:`proxy_options`) with ``mcp_server``
-        (default: :attr:`mcp_server`) registered as ``target``, fed by :meth:`token_source`."""
+        """Start a proxy (``options`` override :meth:`proxy_options`; ``proxy_class`` a
+        :class:`Proxy` subclass, such as a mutant) with ``mcp_server`` (default:
+        :attr:`mcp_server`) registered as ``target``, fed by :meth:`token_source`."""
         source = self.token_source(authorization_server)
-        proxy = await self.adopt(Proxy(**{**self.proxy_options(), **options}))
+        proxy = await self.adopt(proxy_class(**{**self.proxy_options(), **options}))
         proxy.register(target, (mcp_server or self.mcp_server).url, source)
         if not hasattr(self, "proxy"):
             self.proxy = proxy

@@ -48,7 +48,7 @@ from freshtoken.scenarios._mutated import (
     TlsTrustIgnoredProxy,
     TokenErrorsNotRetriedProxy,
 )
-from freshtoken.scenarios._session import Environment, Play, SubjectSession
+from freshtoken.scenarios._session import ClientSession, Environment, SubjectSession
 
 __all__ = ["MUTANT_PREFIX", "Mutant", "MutantSubject", "mutant_subjects", "mutants"]
 
@@ -241,18 +241,6 @@ def mutants() -> tuple[Mutant, ...]:
 # -- the subject ----------------------------------------------------------------------------------
 
 
-class _ClientSession:
-    def __init__(self, client: McpClient) -> None:
-        self.client = client
-
-    async def play(self, play: Play) -> None:
-        for index, step in enumerate(play.steps):
-            if step.client_step:
-                await play.client_step(index, self.client)
-            else:
-                await play.runner_step(index)
-
-
 @dataclass(frozen=True)
 class MutantSubject:
     """A mutant in front of the MCP server, started as the harness starts the real proxy; the
@@ -271,17 +259,14 @@ class MutantSubject:
 
     @asynccontextmanager
     async def session(self, env: Environment) -> AsyncIterator[SubjectSession]:
-        harness = env.harness
-        proxy = await harness.adopt(self.mutant.proxy(**harness.proxy_options()))
-        proxy.register(DEFAULT_TARGET, harness.mcp_server.url, harness.token_source())
-        # As Harness.start_proxy would: the verdicts credit the proxy's own answers to it.
-        harness.proxy = proxy
+        # Started as the harness starts the real proxy (the verdicts credit its answers to it).
+        proxy = await env.harness.start_proxy(proxy_class=self.mutant.proxy)
         async with McpClient(
             proxy.local_url(DEFAULT_TARGET),
             timeline=env.timeline,
             protocol_version=env.scenario.setup.protocol_version,
         ) as client:
-            yield _ClientSession(client)
+            yield ClientSession(client)
 
 
 def mutant_subjects() -> dict[str, MutantSubject]:

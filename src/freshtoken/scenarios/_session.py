@@ -23,6 +23,7 @@ from freshtoken.scenarios._model import Scenario, Step
 from freshtoken.scenarios._tokens import Credentials
 
 __all__ = [
+    "ClientSession",
     "CommandRun",
     "Environment",
     "Play",
@@ -191,3 +192,18 @@ class Subject(Protocol):
     def description(self) -> str: ...
 
     def session(self, env: Environment) -> AbstractAsyncContextManager[SubjectSession]: ...
+
+
+class ClientSession:
+    """The session of an in-process subject that plays through one built-in client: its client
+    steps go through ``client``, the runner steps to the runner, in order."""
+
+    def __init__(self, client: McpClient) -> None:
+        self.client = client
+
+    async def play(self, play: Play) -> None:
+        for index, step in enumerate(play.steps):
+            if step.client_step:
+                await play.client_step(index, self.client)
+            else:
+                await play.runner_step(index)

@@ -22,7 +22,7 @@ from freshtoken.scenarios._client import ClientAuth, McpClient
 from freshtoken.scenarios._command import COMMAND_REVISIONS, ClockMode, CommandSubject
 from freshtoken.scenarios._mutants import MUTANT_PREFIX, mutant_subjects
 from freshtoken.scenarios._sdk_subjects import SDK_SUBJECTS, sdk_subject
-from freshtoken.scenarios._session import Environment, Play, Subject, SubjectSession
+from freshtoken.scenarios._session import ClientSession, Environment, Subject, SubjectSession
 from freshtoken.scenarios._tokens import (
     BakedBearer,
     Credentials,
@@ -45,18 +45,6 @@ _PROXY_PROFILE = SubjectProfile.of(["proxy"])
 _REFERENCE_PROFILE = SubjectProfile.of(["proxy", "client"])
 
 
-class _ClientSession:
-    def __init__(self, client: McpClient) -> None:
-        self.client = client
-
-    async def play(self, play: Play) -> None:
-        for index, step in enumerate(play.steps):
-            if step.client_step:
-                await play.client_step(index, self.client)
-            else:
-                await play.runner_step(index)
-
-
 @dataclass(frozen=True)
 class _ProxySubject:
     name: str = "proxy"
@@ -69,7 +57,7 @@ class _ProxySubject:
         async with McpClient(
             url, timeline=env.timeline, protocol_version=env.scenario.setup.protocol_version
         ) as client:
-            yield _ClientSession(client)
+            yield ClientSession(client)
 
 
 async def _through_proxy(env: Environment) -> str:
@@ -106,7 +94,7 @@ class _ReferenceSubject:
                 auth=auth,
                 verify=env.verify,
             ) as client:
-                yield _ClientSession(client)
+                yield ClientSession(client)
         finally:
             await auth.aclose()
 
