@@ -94,14 +94,18 @@ def test_what_the_credentials_carry(pytester: pytest.Pytester) -> None:
             assert fingerprint(c.access_token) in text
 
         def test_a_grant_of_its_own(freshtoken_credentials, freshtoken_mcp_url,
-                                    freshtoken_auth_server):
+                                    freshtoken_auth_server, freshtoken_proxy):
             # Refreshing the direct grant (with rotation and reuse detection) leaves the
-            # proxy's grant alone.
+            # proxy's grant alone: the proxy then refreshes its own refresh token, unrevoked.
             c = freshtoken_credentials
             response = httpx.post(c.token_endpoint, auth=(c.client_id, c.client_secret),
                                   data={"grant_type": "refresh_token",
                                         "refresh_token": c.refresh_token})
             assert response.status_code == 200
+            freshtoken_proxy.refresh("mcp").result()
+            seen = freshtoken_auth_server.token_requests_seen("refresh_token")
+            assert [s.status for s in seen] == [200, 200]
+            assert seen[0].refresh_token != seen[1].refresh_token
             body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
                     "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                                "clientInfo": {"name": "t", "version": "1"}}}

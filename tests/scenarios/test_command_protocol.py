@@ -264,6 +264,20 @@ def _group(pgid: int) -> list[str]:
     return members
 
 
+def _child(output: str) -> int:
+    """The pid the command printed as ``child PID``."""
+    return int(output.split("child ", 1)[1].split()[0])
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process: checked by pid, so the test does not
+    depend on the command leading a process group of its own."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 SHORT = Scenario(name="short", steps=(Initialize(),), invariants=Invariants(max_duration=1.0))
 
@@ -274,8 +288,8 @@ async def test_a_command_outliving_its_scenario_leaves_no_process_behind(tmp_pat
         tmp_path,
         """
         import subprocess, sys, time
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(45)"])
-        print("started a child", flush=True)
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(45)"])
+        print("started a child", child.pid, flush=True)
         time.sleep(45)
         """,
     )
@@ -283,6 +297,7 @@ async def test_a_command_outliving_its_scenario_leaves_no_process_behind(tmp_pat
     assert result.command is not None
     assert result.command.cancelled
     assert _group(result.command.pid) == []
+    assert not _alive(_child(result.output.replace("started a child", "child")))
     assert "killed when the run ended" in {c.name: c.reason for c in result.failures}["command"]
     assert "started a child" in result.output
     assert result.duration < 40  # the scenario's end, not the command's 45 s
@@ -292,19 +307,23 @@ async def test_a_command_outliving_its_scenario_leaves_no_process_behind(tmp_pat
 async def test_a_command_past_its_timeout_is_killed_with_its_group(tmp_path: Path) -> None:
     result = await run_scenario(
         Scenario(name="slow", steps=(Initialize(),)),
-        CommandSubject(["sh", "-c", "sleep 45 & sleep 45"], timeout=0.5),
+        CommandSubject(["sh", "-c", "sleep 45 & echo child $!; sleep 45"], timeout=0.5),
     )
     assert result.command is not None
     assert result.command.timed_out
     assert _group(result.command.pid) == []
+    assert not _alive(_child(result.output))
 
 
 @linux_only
 async def test_what_a_command_leaves_running_when_it_exits_is_killed(tmp_path: Path) -> None:
-    result = await run_scenario(SHORT, CommandSubject(["sh", "-c", "sleep 45 & exit 0"]))
+    result = await run_scenario(
+        SHORT, CommandSubject(["sh", "-c", "sleep 45 & echo child $!; exit 0"])
+    )
     assert result.command is not None
     assert result.command.status == 0
     assert _group(result.command.pid) == []
+    assert not _alive(_child(result.output))
 
 
 async def test_a_command_that_cannot_start_is_a_config_error(tmp_path: Path) -> None:
