@@ -309,7 +309,7 @@ class Forwarder:
                     # A pooled connection the server closed just as the request went out: the
                     # request never reached it, so it is sent once more on a new connection,
                     # whatever its method. A new connection that fails is not retried.
-                    if fresh or not attempt.reused or not _nothing_answered(exc):
+                    if fresh or not attempt.reused or _head_received(exc):
                         raise _UpstreamFailure(502, _describe(exc)) from None
                     log.debug("target %s: pooled connection was closed; resending", target.name)
                 except aiohttp.ConnectionTimeoutError:
@@ -541,14 +541,12 @@ async def _newer_than(source: TokenSource, stale: str) -> str | None:
     return None
 
 
-def _nothing_answered(exc: aiohttp.ClientError) -> bool:
-    """Whether a failed exchange shows no sign of an answer (no part of a response head)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return False  # a connection that never opened: not a stale pooled one
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        # aiohttp puts the part of a response head it had parsed in ``message``.
-        return isinstance(exc.message, str)
-    return True
+def _head_received(exc: aiohttp.ClientError) -> bool:
+    """Whether a pooled connection's failure came after part of a response head: the request
+    reached the server, so it is not sent again. (A connection that never opened is not a
+    reused one, so it never gets here.)"""
+    # aiohttp puts the part of a response head it had parsed in ``message``.
+    return isinstance(exc, aiohttp.ServerDisconnectedError) and not isinstance(exc.message, str)
 
 
 def _describe(exc: BaseException) -> str:
