@@ -8,11 +8,10 @@ revocation requests go straight into :meth:`OAuthCore.handle`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from freshtoken.fakes._oauth_core import OAuthCore
-from freshtoken.fakes._oauth_models import CoreRequest, CoreResponse
+from freshtoken.fakes._oauth_respx import core_handler
 
 if TYPE_CHECKING:
     import httpx2
@@ -36,36 +35,5 @@ def httpx2_transport(core: OAuthCore) -> httpx2.MockTransport:
     """
     import httpx2
 
-    def handle(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
-        response = core.handle(
-            CoreRequest(
-                method=request.method,
-                path=request.url.path,
-                query=request.url.query.decode("ascii"),
-                headers=dict(request.headers),
-                body=request.content,
-            )
-        )
-        if response.delay > 0:
-            return _delayed(core, request, response)
-        return _to_httpx2(request, response)
-
     # One handler for both clients: MockTransport awaits what an async client gets back.
-    return httpx2.MockTransport(cast(Any, handle))
-
-
-async def _delayed(
-    core: OAuthCore, request: httpx2.Request, response: CoreResponse
-) -> httpx2.Response:
-    await core.clock.sleep(response.delay)
-    return _to_httpx2(request, response)
-
-
-def _to_httpx2(request: httpx2.Request, response: CoreResponse) -> httpx2.Response:
-    import httpx2
-
-    if response.reset:
-        raise httpx2.ReadError("connection reset by the fake authorization server", request=request)
-    return httpx2.Response(
-        response.status, headers=response.headers, content=response.body, request=request
-    )
+    return httpx2.MockTransport(core_handler(core, httpx2))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -11,7 +13,7 @@ import respx
 from freshtoken.fakes._oauth_core import OAuthCore
 from freshtoken.fakes._oauth_models import CoreRequest, CoreResponse
 
-__all__ = ["mount_respx"]
+__all__ = ["core_handler", "mount_respx"]
 
 
 def mount_respx(router: respx.MockRouter, core: OAuthCore) -> respx.Route:
@@ -23,8 +25,31 @@ def mount_respx(router: respx.MockRouter, core: OAuthCore) -> respx.Route:
     """
     issuer = urlsplit(core.issuer)
     port = issuer.port or (443 if issuer.scheme == "https" else 80)
+    route: respx.Route = router.route(scheme=issuer.scheme, host=issuer.hostname, port=port)
+    route.side_effect = core_handler(core, httpx)
+    return route
 
-    def side_effect(request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
+
+def core_handler(core: OAuthCore, http: ModuleType) -> Callable[[Any], Any]:
+    """A request handler answering from ``core``, for ``http`` (the ``httpx`` module, or
+    ``httpx2``, which has the same request, response and error types): a response, or an
+    awaitable one when a fault delays it on the core's clock; ``reset`` and ``lose_response``
+    raise ``http.ReadError``."""
+
+    def to_response(request: Any, response: CoreResponse) -> Any:
+        if response.reset:
+            raise http.ReadError(
+                "connection reset by the fake authorization server", request=request
+            )
+        return http.Response(
+            response.status, headers=response.headers, content=response.body, request=request
+        )
+
+    async def delayed(request: Any, response: CoreResponse) -> Any:
+        await core.clock.sleep(response.delay)
+        return to_response(request, response)
+
+    def handle(request: Any) -> Any:
         response = core.handle(
             CoreRequest(
                 method=request.method,
@@ -35,24 +60,7 @@ def mount_respx(router: respx.MockRouter, core: OAuthCore) -> respx.Route:
             )
         )
         if response.delay > 0:
-            return _delayed(core, request, response)
-        return _to_httpx(request, response)
+            return delayed(request, response)
+        return to_response(request, response)
 
-    route: respx.Route = router.route(scheme=issuer.scheme, host=issuer.hostname, port=port)
-    route.side_effect = side_effect
-    return route
-
-
-async def _delayed(
-    core: OAuthCore, request: httpx.Request, response: CoreResponse
-) -> httpx.Response:
-    await core.clock.sleep(response.delay)
-    return _to_httpx(request, response)
-
-
-def _to_httpx(request: httpx.Request, response: CoreResponse) -> httpx.Response:
-    if response.reset:
-        raise httpx.ReadError("connection reset by the fake authorization server", request=request)
-    return httpx.Response(
-        response.status, headers=response.headers, content=response.body, request=request
-    )
+    return handle
