@@ -14,7 +14,7 @@ from typing import Any
 
 from freshtoken._clock import ManualClock
 
-__all__ = ["drive_clock"]
+__all__ = ["done_or_asleep", "drive_clock"]
 
 
 async def drive_clock(
@@ -40,22 +40,40 @@ async def drive_clock(
         remaining = deadline - loop.time()
         if remaining <= 0:
             return False
-        # A task, so waiting always yields to the loop: the tasks woken by the last advance
-        # run before the next count, even when something else stays asleep.
-        sleeping = asyncio.ensure_future(clock.wait_for_sleepers(1, timeout=remaining))
-        try:
-            done, _ = await asyncio.wait(
-                {*pending, sleeping},
-                timeout=remaining if quiet is None else min(quiet, remaining),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            if not sleeping.done():
-                sleeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await sleeping
-        if sleeping in done and not sleeping.cancelled() and sleeping.exception() is None:
+        done, slept = await done_or_asleep(
+            clock, pending, timeout=remaining, wait=None if quiet is None else min(quiet, remaining)
+        )
+        if slept:
             clock.advance(advance)
         elif not done and quiet is not None and loop.time() < deadline:
             return True
         pending = {future for future in pending if not future.done()}
+
+
+async def done_or_asleep(
+    clock: ManualClock,
+    watched: Collection[asyncio.Future[Any]],
+    *,
+    timeout: float,
+    wait: float | None = None,
+) -> tuple[set[asyncio.Future[Any]], bool]:
+    """Wait until one of ``watched`` is done or something sleeps on ``clock``, for at most
+    ``wait`` (default ``timeout``) real seconds; ``timeout`` bounds the wait for a sleeper.
+    Returns the futures of ``watched`` that are done, and whether something slept."""
+    # A task, so waiting always yields to the loop: the tasks woken by the last advance run
+    # before the next count, even when something else stays asleep.
+    sleeping = asyncio.ensure_future(clock.wait_for_sleepers(1, timeout=timeout))
+    try:
+        done, _ = await asyncio.wait(
+            {*watched, sleeping},
+            timeout=timeout if wait is None else wait,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        if not sleeping.done():
+            sleeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await sleeping
+    slept = sleeping in done and not sleeping.cancelled() and sleeping.exception() is None
+    done.discard(sleeping)
+    return done, slept

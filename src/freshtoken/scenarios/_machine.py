@@ -40,6 +40,7 @@ from freshtoken.fakes import (
 )
 from freshtoken.proxy import tool_error_matcher
 from freshtoken.scenarios._client import McpClient
+from freshtoken.scenarios._clockwork import done_or_asleep
 from freshtoken.scenarios._harness import DEFAULT_TARGET, Harness
 from freshtoken.scenarios._model import (
     Advance,
@@ -246,25 +247,15 @@ class RotationMachine(RuleBasedStateMachine):
                 raise self._violation(
                     f"step did not finish within {self.step_timeout} s (a hang, not on the clock)"
                 )
-            # A task, so waiting yields to the loop: what the last advance woke runs first.
-            sleeping = asyncio.ensure_future(self.clock.wait_for_sleepers(1, timeout=remaining))
-            watched: set[asyncio.Future[Any]] = {future, sleeping}
-            if future is not self._client_task:
-                watched.add(self._client_task)
-            try:
-                await asyncio.wait(watched, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not sleeping.done():
-                    sleeping.cancel()
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                    await sleeping
+            watched: set[asyncio.Future[Any]] = {future, self._client_task}
+            _, slept = await done_or_asleep(self.clock, watched, timeout=remaining)
             if future.done():
                 break
             if self._client_task.done():
                 # The client's task ended (make_client or close_client raised): say so.
                 self._client_task.result()
                 raise self._violation("the client's task ended in the middle of a step")
-            if sleeping.done() and not sleeping.cancelled() and sleeping.exception() is None:
+            if slept:
                 if self.clock.time() + self.clock_step - started > self.hang_after:
                     self._hung = True
                     raise self._violation(
